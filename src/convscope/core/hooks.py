@@ -1,0 +1,191 @@
+"""Record and edit layer activations during a forward pass, as context managers.
+
+Forward hooks are registered on entry and always removed on exit, also when an exception
+escapes, so a model never keeps a stray hook::
+
+    with record_activations(model, ["layer2", "layer3"]) as acts:
+        model(images)
+    acts["layer3"]            # N x C x H x W, cloned and detached
+
+    with edit_activations(model, {"layer3": lambda a: a * mask}):
+        masked_logits = model(images)
+
+Captured tensors are cloned, so an in-place operation after the layer (``ReLU(inplace=True)``)
+cannot change what was recorded. When gradients are needed (``detach=False``) the recorded
+tensor is the layer's own output, and the layer passes a clone downstream: an in-place
+operation then modifies the clone, and ``torch.autograd.grad(score, acts[name])`` is exactly
+the gradient with respect to the layer's output.
+
+A module that runs more than once in one forward pass (a ``ReLU`` object reused at several
+depths, a weight-shared block) has no single activation: the hooks detect the second call and
+raise :class:`~convscope.core.errors.LayerReuseError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from convscope.core.errors import InputError, LayerReuseError
+from convscope.core.layers import resolve_layer, resolve_layers
+
+__all__ = ["Activations", "EditFunction", "probe", "record_activations", "edit_activations"]
+
+EditFunction = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Activations(Mapping[str, torch.Tensor]):
+    """The activations recorded during the last forward pass, by layer name."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = list(names)
+        self._values: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._names:
+            raise KeyError(f"{name!r} was not recorded; recorded layers: {self._names}.")
+        if name not in self._values:
+            raise KeyError(
+                f"Layer {name!r} has not run yet: call the model inside the `with` block, or "
+                "check that the layer is on the model's forward path."
+            )
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(n for n in self._names if n in self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        shapes = {n: tuple(v.shape) for n, v in self._values.items()}
+        return f"Activations({shapes})"
+
+    def clear(self) -> None:
+        """Forget the recorded tensors (done automatically at every new forward pass)."""
+        self._values.clear()
+
+
+def _check_output(name: str, output: Any) -> torch.Tensor:
+    if not isinstance(output, torch.Tensor):
+        raise InputError(
+            f"Layer {name!r} returns {type(output).__name__}, not a tensor; convscope probes "
+            "layers that return a single tensor. Pick a submodule that does."
+        )
+    return output
+
+
+@contextmanager
+def probe(
+    model: nn.Module,
+    record: Sequence[str] | str = (),
+    edit: Mapping[str, EditFunction] | None = None,
+    *,
+    detach: bool = True,
+) -> Iterator[Activations]:
+    """Record some layers and edit others in the same forward passes.
+
+    Parameters
+    ----------
+    model
+        The model; hooks are removed on exit.
+    record
+        Names of the layers whose outputs are recorded. A layer that is also edited is
+        recorded after the edit.
+    edit
+        ``{layer name: function}``; each function maps the layer's output to the tensor passed
+        on to the rest of the network.
+    detach
+        Record detached clones (``True``, no graph kept) or graph-connected tensors usable with
+        ``torch.autograd.grad`` (``False``).
+
+    Yields
+    ------
+    Activations
+        Mapping from layer name to the tensor recorded in the latest forward pass.
+    """
+    edit = dict(edit or {})
+    record_modules = resolve_layers(model, record) if record else {}
+    edit_modules = {name: resolve_layer(model, name) for name in edit}
+    for name, fn in edit.items():
+        if not callable(fn):
+            raise InputError(f"The edit for layer {name!r} must be a function tensor -> tensor.")
+    acts = Activations(list(record_modules))
+    calls: dict[str, int] = {}
+    handles: list[RemovableHandle] = []
+
+    def start_pass(_module: nn.Module, _args: Any) -> None:
+        calls.clear()
+        acts.clear()
+
+    def make_hook(name: str) -> Callable[[nn.Module, Any, Any], torch.Tensor | None]:
+        fn = edit.get(name)
+        recorded = name in record_modules
+
+        def hook(_module: nn.Module, _args: Any, output: Any) -> torch.Tensor | None:
+            calls[name] = calls.get(name, 0) + 1
+            if calls[name] > 1:
+                raise LayerReuseError(
+                    f"Layer {name!r} ran {calls[name]} times in one forward pass (a module "
+                    "object reused at several places, e.g. one ReLU for every block), so it has "
+                    "no single activation. Give each use its own module, or probe a layer "
+                    "that runs once."
+                )
+            out = _check_output(name, output)
+            if fn is not None:
+                out = fn(out)
+                if not isinstance(out, torch.Tensor):
+                    raise InputError(
+                        f"The edit function for layer {name!r} returned "
+                        f"{type(out).__name__}; it must return a tensor."
+                    )
+            if not recorded:
+                return out if fn is not None else None
+            if detach:
+                acts._values[name] = out.detach().clone()
+                return out if fn is not None else None
+            if not out.requires_grad:
+                out = out.detach().requires_grad_(True)
+            acts._values[name] = out
+            return out.clone()
+
+        return hook
+
+    try:
+        handles.append(model.register_forward_pre_hook(start_pass))
+        for name, module in {**record_modules, **edit_modules}.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield acts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def record_activations(
+    model: nn.Module, layers: Sequence[str] | str, *, detach: bool = True
+) -> Iterator[Activations]:
+    """Record the outputs of ``layers`` in every forward pass run inside the block.
+
+    See :func:`probe` for the parameters; ``detach=False`` keeps the graph for gradients.
+    """
+    with probe(model, record=layers, detach=detach) as acts:
+        yield acts
+
+
+@contextmanager
+def edit_activations(model: nn.Module, edits: Mapping[str, EditFunction]) -> Iterator[None]:
+    """Replace the output ``a`` of each named layer by ``edits[name](a)`` inside the block.
+
+    Used for masking, ablation and channel perturbation, e.g.
+    ``edit_activations(model, {"layer3": lambda a: a * channel_mask[:, :, None, None]})``.
+    """
+    if not edits:
+        raise InputError("edit_activations needs at least one {layer name: function} pair.")
+    with probe(model, edit=edits):
+        yield

@@ -1,0 +1,157 @@
+"""Base class of every convscope result: arrays plus the settings that produced them.
+
+A result is a dataclass. :meth:`Result.save` writes ``<path>.npz`` holding every array field
+(torch tensors are stored as numpy arrays, dicts of arrays as ``field/key`` entries) and
+``<path>.json`` holding every other field and the result type; nothing is pickled, and
+:meth:`Result.load` refuses a file written for another result type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from convscope.core.errors import ResultFormatError
+
+__all__ = ["Result", "to_jsonable"]
+
+R = TypeVar("R", bound="Result")
+
+_FORMAT_VERSION = 1
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy/torch scalars, tuples and paths to plain JSON values (NaN becomes None)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.device | torch.dtype):
+        return str(value)
+    return value
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _is_array_dict(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(_is_array(v) for v in value.values())
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    base = Path(path)
+    if base.suffix in (".npz", ".json"):
+        base = base.with_suffix("")
+    return base.with_suffix(".npz"), base.with_suffix(".json")
+
+
+@dataclasses.dataclass
+class Result:
+    """Base result: subclasses are dataclasses whose array fields are tensors or arrays.
+
+    ``tensor_fields`` lists the fields restored as torch tensors (others come back as numpy).
+    """
+
+    tensor_fields: ClassVar[tuple[str, ...]] = ()
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path.npz`` (arrays) and ``path.json`` (settings); return the npz path."""
+        npz_path, json_path = _paths(path)
+        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {}
+        kinds: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if _is_array(value):
+                arrays[f.name] = _to_numpy(value)
+                kinds[f.name] = "tensor" if isinstance(value, torch.Tensor) else "array"
+            elif _is_array_dict(value):
+                for key, item in value.items():
+                    if "/" in str(key):
+                        raise ResultFormatError(f"Key {key!r} of field {f.name!r} contains '/'.")
+                    arrays[f"{f.name}/{key}"] = _to_numpy(item)
+                kinds[f.name] = "tensor_dict" if any(
+                    isinstance(v, torch.Tensor) for v in value.values()
+                ) else "array_dict"
+                meta[f.name] = list(value.keys())
+            else:
+                meta[f.name] = to_jsonable(value)
+        np.savez_compressed(npz_path, **arrays)  # type: ignore[arg-type]
+        header = {
+            "result_type": type(self).__name__,
+            "format_version": _FORMAT_VERSION,
+            "kinds": kinds,
+            "fields": meta,
+        }
+        json_path.write_text(json.dumps(header, indent=1))
+        return npz_path
+
+    @classmethod
+    def load(cls: type[R], path: str | Path) -> R:
+        """Read a result written by :meth:`save` (no pickle is ever loaded)."""
+        npz_path, json_path = _paths(path)
+        for p in (npz_path, json_path):
+            if not p.is_file():
+                raise ResultFormatError(
+                    f"Cannot load {cls.__name__}: {p} is missing. A saved result is a pair of "
+                    "files <name>.npz and <name>.json written by .save(<name>)."
+                )
+        try:
+            header = json.loads(json_path.read_text())
+            data = np.load(npz_path, allow_pickle=False)
+            arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            raise ResultFormatError(f"Cannot load {cls.__name__} from {npz_path}: {exc}") from exc
+        if header.get("result_type") != cls.__name__:
+            raise ResultFormatError(
+                f"{json_path} holds a {header.get('result_type')!r}, not a {cls.__name__}. "
+                f"Load it with {header.get('result_type')}.load."
+            )
+        kinds: dict[str, str] = header["kinds"]
+        fields_meta: dict[str, Any] = header["fields"]
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            kind = kinds.get(f.name)
+            if kind in ("tensor", "array"):
+                arr = arrays[f.name]
+                values[f.name] = torch.from_numpy(arr) if kind == "tensor" else arr
+            elif kind in ("tensor_dict", "array_dict"):
+                values[f.name] = {
+                    key: torch.from_numpy(arrays[f"{f.name}/{key}"])
+                    if kind == "tensor_dict"
+                    else arrays[f"{f.name}/{key}"]
+                    for key in fields_meta[f.name]
+                }
+            elif f.name in fields_meta:
+                values[f.name] = cls._restore_field(f.name, fields_meta[f.name])
+        return cls(**values)
+
+    @classmethod
+    def _restore_field(cls, name: str, value: Any) -> Any:
+        """Turn a JSON value back into the field's type (lists become tuples by default)."""
+        return tuple(value) if isinstance(value, list) else value
+
+
+def _to_numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)

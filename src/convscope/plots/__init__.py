@@ -1,0 +1,39 @@
+"""Matplotlib figure helpers (no pyplot, no display needed).
+
+Every plotting function returns a :class:`matplotlib.figure.Figure`; pass it to
+:class:`convscope.report.Figure` or call ``fig.savefig(path)``.
+
+Examples
+--------
+>>> import torch
+>>> from convscope.plots import heatmap_overlay
+>>> fig = heatmap_overlay(torch.rand(4, 3, 32, 32), torch.rand(4, 7, 7), titles=list("abcd"))
+"""
+
+from __future__ import annotations
+
+from convscope.plots.images import (
+    bar_chart,
+    draw_mask,
+    heatmap_overlay,
+    image_grid,
+    label_colors,
+    label_map_grid,
+    label_map_to_rgb,
+    mask_outline,
+    normalize_heatmap,
+    overlay_array,
+)
+
+__all__ = [
+    "bar_chart",
+    "draw_mask",
+    "heatmap_overlay",
+    "image_grid",
+    "label_colors",
+    "label_map_grid",
+    "label_map_to_rgb",
+    "mask_outline",
+    "normalize_heatmap",
+    "overlay_array",
+]

@@ -38,7 +38,10 @@ def test_forward_batched_bounds_batches_and_runs_without_grad() -> None:
 
 
 def test_map_batches_grad_flag() -> None:
-    seen = [torch.is_grad_enabled() for _, _ in map_batches(lambda sl: torch.zeros(1), 3, batch_size=1, grad=True)]
+    seen = [
+        torch.is_grad_enabled()
+        for _, _ in map_batches(lambda sl: torch.zeros(1), 3, batch_size=1, grad=True)
+    ]
     assert seen == [True, True, True]
 
 

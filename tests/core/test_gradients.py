@@ -52,7 +52,9 @@ def test_batched_equals_unbatched(tiny_cnn: nn.Module, images: torch.Tensor) -> 
     assert full.input_gradient is not None and parts.input_gradient is not None
     torch.testing.assert_close(full.input_gradient, parts.input_gradient)
     torch.testing.assert_close(full.layer_gradients["conv1"], parts.layer_gradients["conv1"])
-    torch.testing.assert_close(full.scores, tiny_cnn(images).gather(1, torch.tensor([[0], [1], [2], [3], [0]])).squeeze(1))
+    torch.testing.assert_close(
+        full.scores, tiny_cnn(images).gather(1, torch.tensor([[0], [1], [2], [3], [0]])).squeeze(1)
+    )
 
 
 def test_state_restored_and_no_param_grads(tiny_cnn: nn.Module, images: torch.Tensor) -> None:

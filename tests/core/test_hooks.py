@@ -23,7 +23,9 @@ def _hook_count(model: nn.Module) -> int:
     )
 
 
-def test_recorded_activation_equals_manual_computation(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
+def test_recorded_activation_equals_manual_computation(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
     with record_activations(tiny_cnn, ["conv1", "bn"]) as acts:
         tiny_cnn(images)
     manual_conv1 = tiny_cnn.conv1(images)
@@ -33,14 +35,18 @@ def test_recorded_activation_equals_manual_computation(tiny_cnn: nn.Module, imag
     assert set(acts) == {"conv1", "bn"}
 
 
-def test_inplace_op_after_layer_does_not_corrupt_record(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
+def test_inplace_op_after_layer_does_not_corrupt_record(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
     # conv1 is followed by ReLU(inplace=True): without the clone the record would be rectified.
     with record_activations(tiny_cnn, "conv1") as acts:
         tiny_cnn(images)
     assert bool((acts["conv1"] < 0).any())
 
 
-def test_graph_connected_record_survives_inplace_op(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
+def test_graph_connected_record_survives_inplace_op(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
     with record_activations(tiny_cnn, "conv1", detach=False) as acts:
         out = tiny_cnn(images)
     assert bool((acts["conv1"] < 0).any())
@@ -61,9 +67,11 @@ def test_activation_cleared_between_passes(tiny_cnn: nn.Module, images: torch.Te
 
 
 def test_reused_module_is_refused(reused_relu_model: nn.Module, images: torch.Tensor) -> None:
-    with pytest.raises(LayerReuseError, match="ran 2 times"):
-        with record_activations(reused_relu_model, "relu"):
-            reused_relu_model(images)
+    with (
+        pytest.raises(LayerReuseError, match="ran 2 times"),
+        record_activations(reused_relu_model, "relu"),
+    ):
+        reused_relu_model(images)
     assert _hook_count(reused_relu_model) == 0
     # Modules that run once are fine in the same model, pass after pass.
     with record_activations(reused_relu_model, "conv2") as acts:
@@ -72,7 +80,9 @@ def test_reused_module_is_refused(reused_relu_model: nn.Module, images: torch.Te
     assert acts["conv2"].shape == (5, 4, 8, 8)
 
 
-def test_edit_changes_output_as_manual_computation(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
+def test_edit_changes_output_as_manual_computation(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
     mask = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 4, 1, 1)
     with edit_activations(tiny_cnn, {"conv1": lambda a: a * mask}):
         edited = tiny_cnn(images)
@@ -80,28 +90,45 @@ def test_edit_changes_output_as_manual_computation(tiny_cnn: nn.Module, images: 
     x = tiny_cnn.relu2(tiny_cnn.bn(tiny_cnn.conv2(x)))
     torch.testing.assert_close(edited, tiny_cnn.fc(tiny_cnn.flatten(tiny_cnn.pool(x))))
     # and the edit is gone afterwards
-    torch.testing.assert_close(tiny_cnn(images), tiny_cnn.fc(tiny_cnn.flatten(tiny_cnn.pool(
-        tiny_cnn.relu2(tiny_cnn.bn(tiny_cnn.conv2(torch.relu(tiny_cnn.conv1(images)))))))))
+    torch.testing.assert_close(
+        tiny_cnn(images),
+        tiny_cnn.fc(
+            tiny_cnn.flatten(
+                tiny_cnn.pool(
+                    tiny_cnn.relu2(tiny_cnn.bn(tiny_cnn.conv2(torch.relu(tiny_cnn.conv1(images)))))
+                )
+            )
+        ),
+    )
 
 
-def test_record_and_edit_same_layer_records_edited(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
+def test_record_and_edit_same_layer_records_edited(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
     with probe(tiny_cnn, record=["conv1"], edit={"conv1": torch.zeros_like}) as acts:
         tiny_cnn(images)
     assert float(acts["conv1"].abs().max()) == 0.0
 
 
 def test_edit_must_return_tensor(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
-    with pytest.raises(InputError, match="must return a tensor"):
-        with edit_activations(tiny_cnn, {"conv1": lambda a: None}):  # type: ignore[arg-type,return-value]
-            tiny_cnn(images)
+    def bad_edit(a: torch.Tensor) -> torch.Tensor:
+        return None  # type: ignore[return-value]
+
+    with (
+        pytest.raises(InputError, match="must return a tensor"),
+        edit_activations(tiny_cnn, {"conv1": bad_edit}),
+    ):
+        tiny_cnn(images)
     assert _hook_count(tiny_cnn) == 0
 
 
 def test_hooks_removed_on_exception(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
-    with pytest.raises(RuntimeError, match="boom"):
-        with record_activations(tiny_cnn, ["conv1", "conv2"]):
-            tiny_cnn(images)
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        record_activations(tiny_cnn, ["conv1", "conv2"]),
+    ):
+        tiny_cnn(images)
+        raise RuntimeError("boom")
     assert _hook_count(tiny_cnn) == 0
 
 

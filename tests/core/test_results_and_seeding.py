@@ -59,7 +59,9 @@ def test_load_errors(tmp_path: Path) -> None:
 
 def test_to_jsonable() -> None:
     assert to_jsonable({"a": np.float32(1.5), "b": np.nan, "c": (np.int64(2),)}) == {
-        "a": 1.5, "b": None, "c": [2]
+        "a": 1.5,
+        "b": None,
+        "c": [2],
     }
 
 

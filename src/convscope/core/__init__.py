@@ -31,9 +31,10 @@ from convscope.core.errors import (
 )
 from convscope.core.gradients import Gradients, gradients, input_gradient, layer_gradient
 from convscope.core.hooks import Activations, edit_activations, probe, record_activations
+from convscope.core.jsonable import to_jsonable
 from convscope.core.layers import layer_names, resolve_layer, resolve_layers
 from convscope.core.progress import progress_bar, set_progress
-from convscope.core.results import Result, to_jsonable
+from convscope.core.results import Result
 from convscope.core.seeding import numpy_generator, torch_generator
 from convscope.core.state import inference_state, preserved_state
 from convscope.core.targets import Target, TargetLike, as_target, resolve_target
@@ -79,5 +80,6 @@ __all__ = [
     "resolve_target",
     "set_progress",
     "to_jsonable",
+    "to_model",
     "torch_generator",
 ]

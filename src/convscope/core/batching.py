@@ -12,7 +12,13 @@ from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
 from convscope.core.progress import progress_bar
 
-__all__ = ["DEFAULT_BATCH_SIZE", "check_batch_size", "batch_slices", "map_batches", "forward_batched"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "batch_slices",
+    "check_batch_size",
+    "forward_batched",
+    "map_batches",
+]
 
 #: Samples per forward pass when the caller does not say.
 DEFAULT_BATCH_SIZE = 64

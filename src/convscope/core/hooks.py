@@ -34,7 +34,7 @@ from torch.utils.hooks import RemovableHandle
 from convscope.core.errors import InputError, LayerReuseError
 from convscope.core.layers import resolve_layer, resolve_layers
 
-__all__ = ["Activations", "EditFunction", "probe", "record_activations", "edit_activations"]
+__all__ = ["Activations", "EditFunction", "edit_activations", "probe", "record_activations"]
 
 EditFunction = Callable[[torch.Tensor], torch.Tensor]
 

@@ -7,6 +7,8 @@ Layers are named as in ``model.named_modules()`` (``"layer3.1.conv2"``). A model
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 from convscope.core.errors import InputError, LayerNotFoundError, suggestion
@@ -61,7 +63,9 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     )
 
 
-def resolve_layers(model: nn.Module, names: str | list[str] | tuple[str, ...]) -> dict[str, nn.Module]:
+def resolve_layers(
+    model: nn.Module, names: str | Sequence[str]
+) -> dict[str, nn.Module]:
     """Resolve several layer names at once, keeping their order; duplicates are refused."""
     if isinstance(names, str):
         names = [names]

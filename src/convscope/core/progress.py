@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["set_progress", "progress_enabled", "progress_bar"]
+__all__ = ["progress_bar", "progress_enabled", "set_progress"]
 
 T = TypeVar("T")
 

@@ -17,35 +17,13 @@ import numpy as np
 import torch
 
 from convscope.core.errors import ResultFormatError
+from convscope.core.jsonable import to_jsonable
 
 __all__ = ["Result", "to_jsonable"]
 
 R = TypeVar("R", bound="Result")
 
 _FORMAT_VERSION = 1
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert numpy/torch scalars, tuples and paths to plain JSON values (NaN becomes None)."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, torch.device | torch.dtype):
-        return str(value)
-    return value
 
 
 def _is_array(value: Any) -> bool:
@@ -89,9 +67,11 @@ class Result:
                     if "/" in str(key):
                         raise ResultFormatError(f"Key {key!r} of field {f.name!r} contains '/'.")
                     arrays[f"{f.name}/{key}"] = _to_numpy(item)
-                kinds[f.name] = "tensor_dict" if any(
-                    isinstance(v, torch.Tensor) for v in value.values()
-                ) else "array_dict"
+                kinds[f.name] = (
+                    "tensor_dict"
+                    if any(isinstance(v, torch.Tensor) for v in value.values())
+                    else "array_dict"
+                )
                 meta[f.name] = list(value.keys())
             else:
                 meta[f.name] = to_jsonable(value)

@@ -7,7 +7,7 @@ import torch
 
 from convscope.core.errors import InputError
 
-__all__ = ["SeedLike", "torch_generator", "numpy_generator"]
+__all__ = ["SeedLike", "numpy_generator", "torch_generator"]
 
 SeedLike = int | np.random.Generator | torch.Generator | None
 

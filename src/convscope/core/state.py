@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-__all__ = ["preserved_state", "inference_state"]
+__all__ = ["inference_state", "preserved_state"]
 
 
 @contextmanager

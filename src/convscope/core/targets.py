@@ -21,9 +21,11 @@ import torch
 
 from convscope.core.errors import TargetError
 
-__all__ = ["TargetLike", "Target", "as_target", "resolve_target"]
+__all__ = ["Target", "TargetLike", "as_target", "resolve_target"]
 
-TargetLike = int | Sequence[int] | torch.Tensor | np.ndarray | Callable[[torch.Tensor], torch.Tensor]
+TargetLike = (
+    int | Sequence[int] | torch.Tensor | np.ndarray | Callable[[torch.Tensor], torch.Tensor]
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ def as_target(target: TargetLike | Target) -> Target:
     if callable(target) and not isinstance(target, (torch.Tensor, np.ndarray)):
         return Target(function=target)
     if isinstance(target, (torch.Tensor, np.ndarray, list, tuple)):
-        tensor = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+        tensor = torch.as_tensor(
+            np.asarray(target) if not isinstance(target, torch.Tensor) else target
+        )
         if tensor.ndim == 0:
             return as_target(int(tensor.item()))
         if tensor.ndim != 1 or tensor.is_floating_point() or tensor.dtype == torch.bool:
@@ -97,7 +101,9 @@ def resolve_target(target: TargetLike | Target, outputs: torch.Tensor) -> torch.
     if tgt.function is not None:
         scores = tgt.function(outputs)
         if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (n,):
-            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            shape = (
+                tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            )
             raise TargetError(
                 f"A callable target must return one score per sample, shape ({n},); it returned "
                 f"{shape}. Reduce the outputs per sample, e.g. lambda out: out[:, 3]."

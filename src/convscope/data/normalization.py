@@ -289,5 +289,3 @@ def with_normalization(
     wrapped.training = model.training
     normalize.training = model.training
     return wrapped
-
-

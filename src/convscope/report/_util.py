@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 import torch
 
 from convscope.core.errors import InputError
+from convscope.core.jsonable import scalar as _scalar
+from convscope.core.jsonable import to_jsonable
 
 __all__ = ["format_value", "is_number", "slugify", "to_jsonable"]
 
@@ -43,19 +42,6 @@ def slugify(text: str, fallback: str = "section") -> str:
     ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
     slug = _SLUG_STRIP.sub("-", ascii_text.lower()).strip("-")
     return slug[:80].strip("-") or fallback
-
-
-def _scalar(value: Any) -> Any:
-    """Unwrap numpy / torch scalars (and 0-d / 1-element arrays) into Python scalars."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() == 1:
-            return value.detach().cpu().reshape(()).item()
-        return value
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def is_number(value: Any) -> bool:
@@ -114,60 +100,3 @@ def _format_item(value: Any, float_format: str) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_format_item(v, float_format) for v in value) + "]"
     return format_value(value, float_format)
-
-
-def _json_float(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def to_jsonable(value: Any, path: str = "summary") -> Any:
-    """Convert ``value`` into plain JSON-serialisable Python objects.
-
-    numpy / torch scalars become ``int`` / ``float`` / ``bool``; arrays and tensors become
-    (nested) lists; non-finite floats (NaN, ±inf) become ``None`` (JSON ``null``); tuples and
-    sets become lists; paths become strings; datetimes ISO strings; mapping keys strings.
-
-    Parameters
-    ----------
-    value : Any
-        The object to convert.
-    path : str, default "summary"
-        Where ``value`` sits, used in error messages.
-
-    Returns
-    -------
-    Any
-        A structure made of dict, list, str, int, float, bool and None only.
-
-    Raises
-    ------
-    InputError
-        If an object of an unsupported type is found (its location is named).
-    """
-    value = _scalar(value)
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return _json_float(value)
-    if isinstance(value, torch.Tensor):
-        return to_jsonable(value.detach().cpu().tolist(), path)
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist(), path)
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v, f"{path}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, (set, frozenset)):
-        items = [to_jsonable(v, f"{path}[...]") for v in value]
-        try:
-            return sorted(items)
-        except TypeError:
-            return items
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
-    raise InputError(
-        f"{path} holds a {type(value).__name__}, which cannot be written to summary.json. "
-        "Use numbers, strings, bools, None, lists, dicts, numpy arrays or tensors."
-    )

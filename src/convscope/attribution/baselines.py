@@ -1,0 +1,100 @@
+r"""Baseline attribution methods with the common call shape ``(model, input, target, ...)``.
+
+Every baseline returns an N×1×H×W map at the input resolution. Where Captum implements a
+method correctly it is wrapped rather than rewritten.
+
+Grad-CAM (Selvaraju et al., 2017): for the activation :math:`A^k` of channel :math:`k` of a
+layer, the weights are the spatially averaged gradients
+:math:`\alpha_k = \frac{1}{Z}\sum_{ij} \partial \Phi_c / \partial A^k_{ij}`, and the map is
+:math:`\mathrm{ReLU}(\sum_k \alpha_k A^k)`, upsampled bilinearly to the input size.
+"""
+
+from __future__ import annotations
+
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+from convscope.core.batching import batch_slices
+from convscope.core.device import to_model
+from convscope.core.layers import resolve_layer
+from convscope.core.state import inference_state
+from convscope.core.targets import Target, TargetLike, as_target, resolve_target
+from convscope.core.validation import check_images
+
+__all__ = ["default_layer", "grad_cam"]
+
+
+def default_layer(model: nn.Module) -> str:
+    """The layer a model's metadata recommends for Grad-CAM, else its last convolution."""
+    info = getattr(model, "convscope_info", None)
+    if info is not None and getattr(info, "default_layer", None):
+        return str(info.default_layer)
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("The model has no Conv2d layer: pass layer= explicitly.")
+    return convs[-1]
+
+
+def grad_cam(
+    model: nn.Module,
+    input: torch.Tensor,
+    target: TargetLike,
+    *,
+    layer: str | None = None,
+    relu: bool = True,
+    upsample: bool = True,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Grad-CAM maps through Captum's ``LayerGradCam``.
+
+    Parameters
+    ----------
+    model, input, target
+        Model taking [0, 1] images, N×3×H×W images, and the target (class index, per-sample
+        indices or callable).
+    layer
+        Dotted layer name (default: the model's recommended layer, else its last convolution).
+    relu
+        Keep only positive evidence, as in the paper.
+    upsample
+        Bilinearly upsample to the input size (else the layer's resolution is kept).
+    batch_size
+        Samples per forward/backward pass.
+
+    Returns
+    -------
+    torch.Tensor
+        N×1×H×W maps (N×1×h×w at the layer's resolution if ``upsample=False``).
+    """
+    check_images(input)
+    module = resolve_layer(model, layer or default_layer(model))
+    tgt = as_target(target)
+    maps = []
+    with inference_state(model):
+        for sl in batch_slices(input.shape[0], batch_size):
+            x = to_model(input[sl], model)
+            attr = _captum_grad_cam(model, module, x, tgt.subset(sl), relu)
+            if upsample:
+                attr = LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), "bilinear")
+            maps.append(attr.detach())
+    return torch.cat(maps)
+
+
+def _captum_grad_cam(
+    model: nn.Module, module: nn.Module, x: torch.Tensor, target: Target, relu: bool
+) -> torch.Tensor:
+    if target.function is not None:
+        fn = target.function
+
+        def scores(inp: torch.Tensor) -> torch.Tensor:
+            return resolve_target(Target(function=fn), model(inp)).unsqueeze(1)
+
+        return LayerGradCam(scores, module).attribute(x, target=0, relu_attributions=relu)
+    index = target.index if isinstance(target.index, int) else target.indices(x.shape[0]).tolist()
+    try:
+        return LayerGradCam(model, module).attribute(x, target=index, relu_attributions=relu)
+    except (IndexError, RuntimeError):
+        with torch.no_grad():
+            resolve_target(target, model(x))  # raises the standard TargetError if out of range
+        raise

@@ -1,0 +1,202 @@
+"""Small subcommands: ``models``, ``layers``, ``predict``, ``world``, ``train-models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from convscope.core.errors import InputError
+from convscope.core.progress import set_progress
+
+__all__ = ["add_model_file_options", "add_parsers"]
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_model_file_options(parser: argparse.ArgumentParser) -> None:
+    """``--weights`` and ``--arch``, for subcommands that load a model (see ``load_model``)."""
+    parser.add_argument("--weights", default=None, help="local weights file")
+    parser.add_argument("--arch", default=None, help="architecture of a weights file")
+
+
+def add_parsers(sub: Any) -> None:
+    """Register the subcommands of this module on ``sub`` (an argparse subparsers object)."""
+    p = sub.add_parser(
+        "models",
+        help="list the models convscope can load",
+        description="List the embedded models and the other model names.",
+    )
+    p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser(
+        "layers",
+        help="list a model's layer names and output shapes",
+        description="Print every layer name of MODEL (usable wherever convscope asks for a "
+        "layer) with its output shape for one input image.",
+    )
+    p.add_argument("model", help="model name, e.g. shapes-cnn or torchvision:resnet18")
+    p.add_argument("--size", type=int, default=None, help="input side in pixels")
+    add_model_file_options(p)
+    p.set_defaults(handler=cmd_layers)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify image files",
+        description="Print the top-k classes of MODEL for each IMAGE.",
+    )
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--model", default="shapes-cnn", help="model name (default: shapes-cnn)")
+    add_model_file_options(p)
+    p.add_argument("--size", type=int, default=None, help="resize images to this side")
+    p.add_argument("--top", type=int, default=3, help="classes shown per image")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser(
+        "world",
+        help="generate images of the shapes world",
+        description="Generate N images of the ground-truth shapes world and save them "
+        "(npz + json), optionally as PNG files.",
+    )
+    p.add_argument("--n", type=int, default=16, help="number of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument(
+        "--spurious",
+        type=float,
+        default=0.0,
+        help="probability that the background texture follows the class",
+    )
+    p.add_argument("--label-noise", type=float, default=0.0, help="fraction of flipped labels")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--png", action="store_true", help="also write one PNG per image")
+    p.set_defaults(handler=cmd_world)
+
+    p = sub.add_parser(
+        "train-models",
+        help="retrain the embedded models (deterministic)",
+        description="Retrain shapes-cnn and shapes-cnn-spurious from scratch, deterministically, "
+        "and write their weights (default: into the installed package).",
+    )
+    p.add_argument("--out", type=Path, default=None, help="folder for the weights")
+    p.add_argument("--only", default=None, help="train only this model")
+    _add_quiet(p)
+    p.set_defaults(handler=cmd_train)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from convscope.models import EMBEDDED_MODELS, model_info
+
+    for name in EMBEDDED_MODELS:
+        info = model_info(name)
+        acc = info.metadata.get("accuracy", {})
+        print(
+            f"{name:22s} embedded, {len(info.class_names)} classes "
+            f"({', '.join(info.class_names)}), {info.input_size}px, accuracy {acc}"
+        )
+    print("cifar-resnet<20|32|44|56|110>  CIFAR ResNet architecture, weights=<file> required")
+    print("torchvision:<arch>[:<weights>]  any torchvision classifier with pretrained weights")
+    print("<file> --arch <arch>            a local state dict")
+    return 0
+
+
+def _load(args: argparse.Namespace, name: str) -> torch.nn.Module:
+    from convscope.models import load_model
+
+    return load_model(name, weights=args.weights, arch=args.arch)
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from convscope.core.hooks import record_activations
+    from convscope.core.layers import layer_names
+
+    model = _load(args, args.model)
+    info = getattr(model, "convscope_info", None)
+    size = args.size or (info.input_size if info and info.input_size else 224)
+    names = [n for n in layer_names(model) if n not in ("model", "normalize")]
+    shapes: dict[str, str] = {}
+    for name in names:
+        try:
+            with record_activations(model, name) as acts, torch.no_grad():
+                model(torch.rand(1, 3, size, size))
+            shapes[name] = "x".join(str(s) for s in acts[name].shape[1:])
+        except Exception:  # containers returning non-tensors, or reused modules
+            shapes[name] = "-"
+    for name in names:
+        print(f"{name.removeprefix('model.'):40s} {shapes[name]}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from convscope.data.io import load_images
+
+    if args.top < 1:
+        raise InputError("--top must be at least 1.")
+    model = _load(args, args.model)
+    info = getattr(model, "convscope_info", None)
+    size = args.size or (info.input_size if info else None)
+    images = load_images(args.images, size=size)
+    with torch.no_grad():
+        probs = model(images).softmax(1)
+    names = (
+        list(info.class_names)
+        if info and info.class_names
+        else [str(i) for i in range(probs.shape[1])]
+    )
+    k = min(args.top, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    rows: list[dict[str, Any]] = [
+        {
+            "image": str(path),
+            "top": [
+                {"class": names[int(c)], "index": int(c), "probability": round(float(p), 4)}
+                for p, c in zip(top.values[i], top.indices[i], strict=True)
+            ],
+        }
+        for i, path in enumerate(args.images)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            best = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
+            print(f"{row['image']}: {best}")
+    return 0
+
+
+def cmd_world(args: argparse.Namespace) -> int:
+    from convscope.data.io import save_image
+    from convscope.datasets import shapes
+
+    world = shapes(
+        args.n, seed=args.seed, size=args.size, spurious=args.spurious, label_noise=args.label_noise
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = world.save(args.out / "world")
+    if args.png:
+        for i in range(len(world)):
+            save_image(
+                world.images[i], args.out / f"{i:05d}-{world.class_names[world.labels[i]]}.png"
+            )
+    print(f"wrote {len(world)} images to {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from convscope.models import train
+
+    argv: list[str] = []
+    if args.out is not None:
+        argv += ["--out", str(args.out)]
+    if args.only:
+        argv += ["--only", args.only]
+    if args.quiet:
+        set_progress(False)
+        argv.append("--quiet")
+    return train.main(argv)

@@ -1,0 +1,54 @@
+"""Entry point of the ``convscope`` command.
+
+Each subcommand lives in its own module and contributes ``add_parser(subparsers)``; errors
+that convscope raises on purpose (:class:`~convscope.core.errors.ConvscopeError`) are printed
+as one line, ``convscope: error: ...``, with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from convscope import __version__
+from convscope.core.errors import ConvscopeError
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every subcommand has ``--help``)."""
+    from convscope.cli import commands, demo
+
+    parser = argparse.ArgumentParser(
+        prog="convscope",
+        description="Understand convolutional neural networks: attribution, sensitivity, "
+        "influence, concepts, representations. Run `convscope demo` for a tour.",
+    )
+    parser.add_argument("--version", action="version", version=f"convscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.add_parser(sub)
+    commands.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``convscope`` command; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConvscopeError as exc:
+        print(f"convscope: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("convscope: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""`convscope demo` writes a self-contained report with the foundation's sections."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from convscope.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_report_is_self_contained(report_dir: Path) -> None:
+    page = (report_dir / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    sources = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert len(sources) >= 4
+    for src in sources:
+        assert (report_dir / src).is_file() and (report_dir / src).stat().st_size > 1000
+
+
+def test_report_sections_and_summary(report_dir: Path) -> None:
+    summary = json.loads((report_dir / "summary.json").read_text())
+    sections = summary["sections"]
+    assert {"the-shapes-world", "embedded-models", "grad-cam-per-class", "run"} <= set(sections)
+    models = sections["embedded-models"]
+    assert models["shapes-cnn"]["accuracy_independent"] >= 0.95
+    assert models["shapes-cnn-spurious"]["drop"] >= 0.15
+    cam = sections["grad-cam-per-class"]
+    # The clean model's Grad-CAM puts more mass on the object than a blind map would.
+    assert cam["shapes-cnn"]["gradcam_mass_on_object"] > cam["object_area_fraction"]
+    assert sections["the-shapes-world"]["generator_images_per_second_64px"] > 0
+
+
+def test_demo_prints_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path), "--quiet", "--only", "world"]) == 0
+    out = capsys.readouterr().out
+    assert str((tmp_path / "index.html").resolve()) in out

@@ -63,9 +63,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     )
 
 
-def resolve_layers(
-    model: nn.Module, names: str | Sequence[str]
-) -> dict[str, nn.Module]:
+def resolve_layers(model: nn.Module, names: str | Sequence[str]) -> dict[str, nn.Module]:
     """Resolve several layer names at once, keeping their order; duplicates are refused."""
     if isinstance(names, str):
         names = [names]

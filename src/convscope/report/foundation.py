@@ -201,8 +201,8 @@ def build_gradcam_section(ctx: Any) -> Section:
                 "Grad-CAM (through Captum's LayerGradCam) for the true class of one image per "
                 "class: top row `shapes-cnn` (clean), bottom row `shapes-cnn-spurious` "
                 "(titles: true→predicted class). The table gives the mean fraction of "
-                "Grad-CAM mass inside the ground-truth object mask over 300 images; a map blind to the object "
-                "would score the object's area fraction."
+                "Grad-CAM mass inside the ground-truth object mask over 300 images; a map "
+                "blind to the object would score the object's area fraction."
             ),
             Figure(fig, caption="Grad-CAM overlays (red = high).", name="gradcam"),
             Table(

@@ -9,8 +9,10 @@ from torch import nn
 
 from convscope.core import (
     InputError,
+    LayerCall,
     LayerReuseError,
     edit_activations,
+    layer_calls,
     probe,
     record_activations,
 )
@@ -160,3 +162,11 @@ def test_hundred_calls_leave_no_hooks_and_no_growing_memory(
     # A leaked hook or record per call would cost > 100 x 1 kB here.
     assert growth < 50_000, growth
     assert not any(type(o) is torch.Tensor and o.shape == (5, 4, 8, 8) for o in gc.get_objects())
+
+
+def test_layer_calls_reports_shapes_and_reuse(reused_relu_model: nn.Module) -> None:
+    calls = layer_calls(reused_relu_model, torch.rand(2, 3, 8, 8))
+    assert calls["conv1"] == LayerCall((2, 4, 8, 8), 1)
+    assert calls["relu"].calls == 2
+    assert calls["head.2"].shape == (2, 2)
+    assert _hook_count(reused_relu_model) == 0

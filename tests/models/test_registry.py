@@ -57,6 +57,8 @@ def test_unknown_model_name_suggests() -> None:
         load_model("torchvision:resnet181")
     with pytest.raises(ModelNotFoundError):
         build_architecture("not-an-arch")
+    with pytest.raises(ModelNotFoundError, match="'torchvision:resnet18'"):
+        load_model("resnet18")
 
 
 def test_missing_and_corrupted_weights(tmp_path: Path) -> None:

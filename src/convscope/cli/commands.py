@@ -113,23 +113,19 @@ def _load(args: argparse.Namespace, name: str) -> torch.nn.Module:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from convscope.core.hooks import record_activations
-    from convscope.core.layers import layer_names
+    from convscope.core.device import to_model
+    from convscope.core.hooks import layer_calls
 
     model = _load(args, args.model)
     info = getattr(model, "convscope_info", None)
     size = args.size or (info.input_size if info and info.input_size else 224)
-    names = [n for n in layer_names(model) if n not in ("model", "normalize")]
-    shapes: dict[str, str] = {}
-    for name in names:
-        try:
-            with record_activations(model, name) as acts, torch.no_grad():
-                model(torch.rand(1, 3, size, size))
-            shapes[name] = "x".join(str(s) for s in acts[name].shape[1:])
-        except Exception:  # containers returning non-tensors, or reused modules
-            shapes[name] = "-"
-    for name in names:
-        print(f"{name.removeprefix('model.'):40s} {shapes[name]}")
+    calls = layer_calls(model, to_model(torch.rand(1, 3, size, size), model))
+    for name, call in calls.items():
+        if name in ("model", "normalize"):
+            continue
+        shape = "x".join(str(s) for s in call.shape[1:]) if call.shape else "-"
+        note = f"  (runs {call.calls}x per forward: cannot be probed)" if call.calls > 1 else ""
+        print(f"{name.removeprefix('model.'):40s} {shape}{note}")
     return 0
 
 

@@ -30,7 +30,14 @@ from convscope.core.errors import (
     WeightsError,
 )
 from convscope.core.gradients import Gradients, gradients, input_gradient, layer_gradient
-from convscope.core.hooks import Activations, edit_activations, probe, record_activations
+from convscope.core.hooks import (
+    Activations,
+    LayerCall,
+    edit_activations,
+    layer_calls,
+    probe,
+    record_activations,
+)
 from convscope.core.jsonable import to_jsonable
 from convscope.core.layers import layer_names, resolve_layer, resolve_layers
 from convscope.core.progress import progress_bar, set_progress
@@ -47,6 +54,7 @@ __all__ = [
     "Gradients",
     "ImageReadError",
     "InputError",
+    "LayerCall",
     "LayerNotFoundError",
     "LayerReuseError",
     "ModelNotFoundError",
@@ -65,6 +73,7 @@ __all__ = [
     "gradients",
     "inference_state",
     "input_gradient",
+    "layer_calls",
     "layer_gradient",
     "layer_names",
     "map_batches",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -189,3 +190,45 @@ def edit_activations(model: nn.Module, edits: Mapping[str, EditFunction]) -> Ite
         raise InputError("edit_activations needs at least one {layer name: function} pair.")
     with probe(model, edit=edits):
         yield
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """How a module ran in one forward pass: its output shape and how many times it ran."""
+
+    shape: tuple[int, ...] | None
+    calls: int
+
+
+def layer_calls(model: nn.Module, input: torch.Tensor) -> dict[str, LayerCall]:
+    """Run ``model(input)`` once and report every submodule's output shape and call count.
+
+    Unlike :func:`probe`, modules that run several times are not refused but counted
+    (``calls > 1``: such a module cannot be probed); modules that do not run are absent, and
+    modules returning something other than a tensor have ``shape=None``. All hooks are removed
+    on exit.
+    """
+    seen: dict[str, LayerCall] = {}
+    handles: list[RemovableHandle] = []
+
+    def make_hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+            previous = seen.get(name)
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            seen[name] = LayerCall(
+                shape if previous is None else previous.shape,
+                1 if previous is None else previous.calls + 1,
+            )
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(make_hook(name)))
+        with torch.no_grad():
+            model(input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen

@@ -341,6 +341,11 @@ def load_model(
             return load_model(
                 arch, weights=name_str, num_classes=num_classes, device=device, normalize=normalize
             )
+    elif name_str in _torchvision_names():
+        raise ModelNotFoundError(
+            f"Unknown model {name_str!r}. For torchvision's {name_str} with pretrained weights "
+            f"use 'torchvision:{name_str}'; for a weights file, pass it with arch={name_str!r}."
+        )
     else:
         raise ModelNotFoundError(
             f"Unknown model {name_str!r}."

@@ -120,9 +120,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
     info = getattr(model, "convscope_info", None)
     size = args.size or (info.input_size if info and info.input_size else 224)
     calls = layer_calls(model, to_model(torch.rand(1, 3, size, size), model))
-    for name, call in calls.items():
-        if name in ("model", "normalize"):
+    for name, _ in model.named_modules():
+        if name in ("", "model", "normalize") or name not in calls:
             continue
+        call = calls[name]
         shape = "x".join(str(s) for s in call.shape[1:]) if call.shape else "-"
         note = f"  (runs {call.calls}x per forward: cannot be probed)" if call.calls > 1 else ""
         print(f"{name.removeprefix('model.'):40s} {shape}{note}")

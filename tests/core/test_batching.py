@@ -69,3 +69,15 @@ def test_progress_bar_shown_when_asked_and_silenced(capsys: pytest.CaptureFixtur
 def test_empty_input_is_refused() -> None:
     with pytest.raises(InputError, match="empty"):
         forward_batched(CountingModel(), torch.rand(0, 3, 2, 2))
+
+
+def test_map_batches_does_not_leak_no_grad_to_the_caller() -> None:
+    def grad_mode(sl: slice) -> torch.Tensor:
+        return torch.tensor(torch.is_grad_enabled())
+
+    inside, outside = [], []
+    for _, value in map_batches(grad_mode, 3, batch_size=1):
+        inside.append(bool(value))
+        outside.append(torch.is_grad_enabled())
+    assert inside == [False, False, False]
+    assert outside == [True, True, True]

@@ -56,7 +56,8 @@ def map_batches(
     slices = batch_slices(n, batch_size)
     for sl in progress_bar(slices, total=len(slices), desc=desc, show=progress):
         with nullcontext() if grad else torch.no_grad():
-            yield sl, fn(sl)
+            result = fn(sl)
+        yield sl, result  # outside the context: the caller's code keeps its own grad mode
 
 
 def forward_batched(

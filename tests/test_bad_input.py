@@ -42,7 +42,7 @@ CASES: list[tuple[str, Callable[[torch.nn.Module], object], type[Exception], lis
         "wrong layer",
         lambda m: grad_cam(m, X, 0, layer="features.conv9"),
         LayerNotFoundError,
-        ["'features.conv9'", "features.conv1", "layer_names"],
+        ["'features.conv9'", "'features.conv1'", "layer_names"],
     ),
     (
         "wrong layer in hooks",

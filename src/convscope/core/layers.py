@@ -56,6 +56,10 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         if prefix + name in modules:
             return modules[prefix + name]
     names = [n for n in modules if n]
+    for prefix in _WRAPPER_PREFIXES:
+        inner = [n.removeprefix(prefix) for n in names if n.startswith(prefix)]
+        if inner and not name.startswith(prefix):
+            names = inner  # suggest names in the form the user wrote them
     raise LayerNotFoundError(
         f"Model {type(model).__name__} has no layer named {name!r}."
         + suggestion(name, names, "layer names")

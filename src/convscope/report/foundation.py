@@ -153,6 +153,7 @@ def build_models_section(ctx: Any) -> Section:
             ),
         ],
         summary=summary,
+        show_summary=False,  # the table shows the same numbers
     )
 
 

@@ -37,12 +37,14 @@ def test_forward_batched_bounds_batches_and_runs_without_grad() -> None:
     torch.testing.assert_close(out, model.lin(x.mean(dim=(2, 3))))
 
 
-def test_map_batches_grad_flag() -> None:
-    seen = [
-        torch.is_grad_enabled()
-        for _, _ in map_batches(lambda sl: torch.zeros(1), 3, batch_size=1, grad=True)
-    ]
+def test_map_batches_grad_flag_even_inside_no_grad() -> None:
+    def grad_mode(sl: slice) -> bool:
+        return torch.is_grad_enabled()
+
+    with torch.no_grad():
+        seen = [v for _, v in map_batches(grad_mode, 3, batch_size=1, grad=True)]
     assert seen == [True, True, True]
+    assert [v for _, v in map_batches(grad_mode, 2, batch_size=1)] == [False, False]
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])

@@ -83,3 +83,40 @@ def test_bad_inputs(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
         input_gradient(tiny_cnn, bad, 0)
     with pytest.raises(TargetError, match="2 per-sample targets for 5 inputs"):
         input_gradient(tiny_cnn, images, [0, 1], batch_size=2)
+
+
+def test_works_inside_callers_no_grad(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
+    expected = input_gradient(tiny_cnn, images, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(input_gradient(tiny_cnn, images, 1), expected)
+    with torch.inference_mode(), pytest.raises(InputError, match="inference_mode"):
+        input_gradient(tiny_cnn, images, 1)
+
+
+def test_nothing_to_differentiate_and_non_differentiable_target(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
+    with pytest.raises(InputError, match="layers="):
+        gradients(tiny_cnn, images, 0, wrt_input=False)
+    with pytest.raises(TargetError, match="differentiabl"):
+        input_gradient(tiny_cnn, images, lambda out: out.argmax(1).float())
+
+
+def test_eval_mode_is_used_and_batchnorm_statistics_untouched(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
+    expected = tiny_cnn(images)[:, 2]  # eval-mode scores
+    stats = tiny_cnn.bn.running_mean.clone()
+    tiny_cnn.train()
+    result = gradients(tiny_cnn, images, 2, layers=["bn"])
+    torch.testing.assert_close(result.scores, expected.detach())
+    assert torch.equal(tiny_cnn.bn.running_mean, stats)
+    assert tiny_cnn.training
+
+
+def test_inputs_follow_the_model_dtype(tiny_cnn: nn.Module, images: torch.Tensor) -> None:
+    model = tiny_cnn.double()
+    grad = input_gradient(model, images, 0)  # float32 images, float64 model
+    assert grad.dtype == torch.float64
+    act, g = layer_gradient(model, images, 0, "conv2")
+    assert act.dtype == g.dtype == torch.float64

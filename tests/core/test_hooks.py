@@ -10,6 +10,7 @@ from torch import nn
 from convscope.core import (
     InputError,
     LayerCall,
+    LayerNotFoundError,
     LayerReuseError,
     edit_activations,
     layer_calls,
@@ -135,7 +136,10 @@ def test_hooks_removed_on_exception(tiny_cnn: nn.Module, images: torch.Tensor) -
 
 
 def test_unrun_layer_message(tiny_cnn: nn.Module) -> None:
-    with record_activations(tiny_cnn, "conv1") as acts, pytest.raises(KeyError, match="not run"):
+    with (
+        record_activations(tiny_cnn, "conv1") as acts,
+        pytest.raises(LayerNotFoundError, match="not run"),
+    ):
         acts["conv1"]
 
 
@@ -170,3 +174,11 @@ def test_layer_calls_reports_shapes_and_reuse(reused_relu_model: nn.Module) -> N
     assert calls["relu"].calls == 2
     assert calls["head.2"].shape == (2, 2)
     assert _hook_count(reused_relu_model) == 0
+
+
+def test_layer_calls_keeps_train_mode_statistics_and_follows_dtype(tiny_cnn: nn.Module) -> None:
+    model = tiny_cnn.double().train()
+    stats = model.bn.running_mean.clone()
+    calls = layer_calls(model, torch.rand(2, 3, 8, 8))  # float32 input, float64 model
+    assert calls["fc"].shape == (2, 4)
+    assert torch.equal(model.bn.running_mean, stats) and model.training

@@ -77,3 +77,16 @@ def test_generators_are_seeded() -> None:
         torch_generator(-1)
     with pytest.raises(InputError):
         numpy_generator("x")  # type: ignore[arg-type]
+
+
+def test_dotted_names_do_not_collide(tmp_path: Path) -> None:
+    OtherResult(x=np.zeros(2)).save(tmp_path / "resnet18.layer3")
+    OtherResult(x=np.ones(2)).save(tmp_path / "resnet18.layer4")
+    np.testing.assert_array_equal(OtherResult.load(tmp_path / "resnet18.layer3").x, np.zeros(2))
+    np.testing.assert_array_equal(OtherResult.load(tmp_path / "resnet18.layer4.npz").x, np.ones(2))
+
+
+def test_one_element_arrays_keep_their_shape() -> None:
+    assert to_jsonable(torch.tensor([5.0])) == [5.0]
+    assert to_jsonable(np.array([5.0])) == [5.0]
+    assert to_jsonable(torch.tensor(5.0)) == 5.0

@@ -29,7 +29,11 @@ def test_callable_target() -> None:
     ("target", "fragment"),
     [
         (4, "out of range"),
-        (-5, "out of range"),
+        (-1, "out of range"),
+        ([0, -1, 2], "sample 1"),
+        (torch.tensor(2.7), "integer class index"),
+        (torch.tensor(True), "integer class index"),
+        (["cat", "dog", "cat"], "class_names.index"),
         ([0, 1], "2 per-sample targets for 3 inputs"),
         ([0, 1, 9], "sample 2"),
         (lambda out: out, "one score per sample"),
@@ -55,3 +59,13 @@ def test_subset_and_indices() -> None:
     assert torch.equal(Target(index=1).indices(3), torch.tensor([1, 1, 1]))
     with pytest.raises(TargetError):
         as_target(lambda o: o[:, 0]).indices(3)
+
+
+def test_callable_target_on_dict_outputs() -> None:
+    outputs = {"out": torch.arange(6.0).reshape(3, 2), "aux": torch.zeros(3)}
+    scores = resolve_target(lambda o: o["out"][:, 1], outputs, n=3)
+    assert torch.equal(scores, torch.tensor([1.0, 3.0, 5.0]))
+    with pytest.raises(TargetError, match="shape \\(3,\\)"):
+        resolve_target(lambda o: o["out"], outputs, n=3)
+    with pytest.raises(TargetError, match="callable"):
+        resolve_target(0, outputs, n=3)

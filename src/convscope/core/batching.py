@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -19,6 +19,8 @@ __all__ = [
     "forward_batched",
     "map_batches",
 ]
+
+T = TypeVar("T")
 
 #: Samples per forward pass when the caller does not say.
 DEFAULT_BATCH_SIZE = 64
@@ -40,22 +42,23 @@ def batch_slices(n: int, batch_size: int | None) -> list[slice]:
 
 
 def map_batches(
-    fn: Callable[[slice], torch.Tensor],
+    fn: Callable[[slice], T],
     n: int,
     *,
     batch_size: int | None = None,
     grad: bool = False,
     progress: bool | None = None,
     desc: str = "",
-) -> Iterator[tuple[slice, torch.Tensor]]:
+) -> Iterator[tuple[slice, T]]:
     """Run ``fn(batch)`` over the slices of ``range(n)``, yielding ``(slice, result)``.
 
-    The calls run under ``torch.no_grad()`` unless ``grad=True``. Results are yielded, not
+    The calls run under ``torch.no_grad()``, or under ``torch.enable_grad()`` with
+    ``grad=True`` (also inside a caller's ``no_grad`` block). Results are yielded, not
     stored, so callers can stream statistics instead of keeping every output.
     """
     slices = batch_slices(n, batch_size)
     for sl in progress_bar(slices, total=len(slices), desc=desc, show=progress):
-        with nullcontext() if grad else torch.no_grad():
+        with torch.enable_grad() if grad else torch.no_grad():
             result = fn(sl)
         yield sl, result  # outside the context: the caller's code keeps its own grad mode
 

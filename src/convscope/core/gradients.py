@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from convscope.core.batching import batch_slices
+from convscope.core.batching import map_batches
 from convscope.core.device import to_model
+from convscope.core.errors import InputError, TargetError
 from convscope.core.hooks import probe
-from convscope.core.progress import progress_bar
 from convscope.core.state import inference_state
-from convscope.core.targets import Target, TargetLike, as_target, resolve_target
+from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
 from convscope.core.validation import check_images
 
 __all__ = ["Gradients", "gradients", "input_gradient", "layer_gradient"]
@@ -43,7 +43,7 @@ class Gradients:
         Per layer: the activation :math:`a_\\ell` and :math:`\\partial \\Phi / \\partial a_\\ell`.
     """
 
-    outputs: torch.Tensor
+    outputs: torch.Tensor | None
     scores: torch.Tensor
     input_gradient: torch.Tensor | None = None
     activations: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -56,14 +56,20 @@ def _one_batch(
     x = to_model(x, model).detach().requires_grad_(wrt_input)
     with probe(model, record=list(layers), detach=False) as acts:
         outputs = model(x)
-        scores = resolve_target(target, outputs)
+        scores = resolve_target(target, outputs, n=x.shape[0])
         acts_used = [acts[name] for name in layers]
+    if not scores.requires_grad:
+        raise TargetError(
+            "The target scores do not depend differentiably on the input (e.g. an argmax or a "
+            "comparison in a callable target). Return a differentiable score such as "
+            "lambda out: out.softmax(1)[:, c]."
+        )
     wrt = ([x] if wrt_input else []) + acts_used
     grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
     grads = tuple(torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt, strict=True))
     offset = 1 if wrt_input else 0
     return Gradients(
-        outputs=outputs.detach(),
+        outputs=outputs.detach() if isinstance(outputs, torch.Tensor) else None,
         scores=scores.detach(),
         input_gradient=grads[0].detach() if wrt_input else None,
         activations={n: a.detach() for n, a in zip(layers, acts_used, strict=True)},
@@ -83,6 +89,8 @@ def gradients(
 ) -> Gradients:
     """Gradients of the target score with respect to the input and/or layer activations.
 
+    Works inside a caller's ``torch.no_grad()`` block (gradients are switched back on here).
+
     Parameters
     ----------
     model
@@ -97,19 +105,38 @@ def gradients(
         Also return the input gradient.
     batch_size
         Samples per forward/backward pass.
+    progress
+        Show a progress bar (None: on long loops only).
+
+    Returns
+    -------
+    Gradients
+        ``outputs`` is None when the model returns something other than a tensor.
     """
     check_images(input)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    tgt = as_target(target)
-    if isinstance(tgt.index, torch.Tensor) and tgt.index.shape[0] != input.shape[0]:
-        resolve_target(tgt, torch.zeros(input.shape[0], 1))  # raises the standard count error
-    parts: list[Gradients] = []
+    if not wrt_input and not layers:
+        raise InputError("Nothing to differentiate: pass layers=[...] or wrt_input=True.")
+    if torch.is_inference_mode_enabled():
+        raise InputError(
+            "Gradients cannot be taken inside torch.inference_mode(); call this outside it."
+        )
+    tgt = check_target_count(target, input.shape[0])
     with inference_state(model):
-        slices = batch_slices(input.shape[0], batch_size)
-        for sl in progress_bar(slices, total=len(slices), desc="gradients", show=progress):
-            parts.append(_one_batch(model, input[sl], tgt.subset(sl), layers, wrt_input))
+        parts = [
+            part
+            for _, part in map_batches(
+                lambda sl: _one_batch(model, input[sl], tgt.subset(sl), layers, wrt_input),
+                input.shape[0],
+                batch_size=batch_size,
+                grad=True,
+                progress=progress,
+                desc="gradients",
+            )
+        ]
+    outputs = [p.outputs for p in parts]
     return Gradients(
-        outputs=torch.cat([p.outputs for p in parts]),
+        outputs=torch.cat(outputs) if all(o is not None for o in outputs) else None,  # type: ignore[arg-type]
         scores=torch.cat([p.scores for p in parts]),
         input_gradient=torch.cat([p.input_gradient for p in parts if p.input_gradient is not None])
         if wrt_input
@@ -120,10 +147,15 @@ def gradients(
 
 
 def input_gradient(
-    model: nn.Module, input: torch.Tensor, target: TargetLike, *, batch_size: int | None = None
+    model: nn.Module,
+    input: torch.Tensor,
+    target: TargetLike,
+    *,
+    batch_size: int | None = None,
+    progress: bool | None = None,
 ) -> torch.Tensor:
     """:math:`\\partial \\Phi_c / \\partial x`, shaped like ``input``."""
-    grad = gradients(model, input, target, batch_size=batch_size).input_gradient
+    grad = gradients(model, input, target, batch_size=batch_size, progress=progress).input_gradient
     assert grad is not None
     return grad
 
@@ -135,7 +167,16 @@ def layer_gradient(
     layer: str,
     *,
     batch_size: int | None = None,
+    progress: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The activation of ``layer`` and the gradient of the target score with respect to it."""
-    result = gradients(model, input, target, layers=[layer], wrt_input=False, batch_size=batch_size)
+    result = gradients(
+        model,
+        input,
+        target,
+        layers=[layer],
+        wrt_input=False,
+        batch_size=batch_size,
+        progress=progress,
+    )
     return result.activations[layer], result.layer_gradients[layer]

@@ -32,8 +32,10 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from convscope.core.errors import InputError, LayerReuseError
+from convscope.core.device import to_model
+from convscope.core.errors import InputError, LayerNotFoundError, LayerReuseError
 from convscope.core.layers import resolve_layer, resolve_layers
+from convscope.core.state import inference_state
 
 __all__ = ["Activations", "EditFunction", "edit_activations", "probe", "record_activations"]
 
@@ -49,11 +51,15 @@ class Activations(Mapping[str, torch.Tensor]):
 
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self._names:
-            raise KeyError(f"{name!r} was not recorded; recorded layers: {self._names}.")
+            raise LayerNotFoundError(
+                f"{name!r} was not recorded; recorded layers: {self._names}. Add it to the "
+                "layers passed to record_activations/probe."
+            )
         if name not in self._values:
-            raise KeyError(
+            raise LayerNotFoundError(
                 f"Layer {name!r} has not run yet: call the model inside the `with` block, or "
-                "check that the layer is on the model's forward path."
+                "check that the layer is on the model's forward path (`convscope layers MODEL` "
+                "lists the layers that run)."
             )
         return self._values[name]
 
@@ -135,7 +141,8 @@ def probe(
                     f"Layer {name!r} ran {calls[name]} times in one forward pass (a module "
                     "object reused at several places, e.g. one ReLU for every block), so it has "
                     "no single activation. Give each use its own module, or probe a layer "
-                    "that runs once."
+                    "that runs once. (Passes are counted from calls of the model given to the "
+                    "probe: calling one of its submodules directly, twice, also ends here.)"
                 )
             out = _check_output(name, output)
             if fn is not None:
@@ -203,7 +210,9 @@ class LayerCall:
 def layer_calls(model: nn.Module, input: torch.Tensor) -> dict[str, LayerCall]:
     """Run ``model(input)`` once and report every submodule's output shape and call count.
 
-    Unlike :func:`probe`, modules that run several times are not refused but counted
+    The model runs in eval mode (its mode is restored), without gradients, with ``input``
+    moved to its device and dtype. The result is ordered by the time each module finished
+    its first call. Unlike :func:`probe`, modules that run several times are not refused but counted
     (``calls > 1``: such a module cannot be probed); modules that do not run are absent, and
     modules returning something other than a tensor have ``shape=None``. All hooks are removed
     on exit.
@@ -226,8 +235,8 @@ def layer_calls(model: nn.Module, input: torch.Tensor) -> dict[str, LayerCall]:
         for name, module in model.named_modules():
             if name:
                 handles.append(module.register_forward_hook(make_hook(name)))
-        with torch.no_grad():
-            model(input)
+        with inference_state(model), torch.no_grad():
+            model(to_model(input, model))
     finally:
         for handle in handles:
             handle.remove()

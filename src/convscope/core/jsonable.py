@@ -17,10 +17,10 @@ __all__ = ["scalar", "to_jsonable"]
 
 
 def scalar(value: Any) -> Any:
-    """Unwrap numpy / torch scalars (and 0-d / 1-element arrays) into Python scalars."""
+    """Unwrap numpy / torch scalars and 0-d arrays into Python scalars (shapes are kept)."""
     if isinstance(value, torch.Tensor):
-        if value.numel() == 1:
-            return value.detach().cpu().reshape(()).item()
+        if value.ndim == 0:
+            return value.detach().cpu().item()
         return value
     if isinstance(value, np.ndarray) and value.ndim == 0:
         return value.item()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,20 +35,19 @@ def _is_array_dict(value: Any) -> bool:
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
+    # Only .npz/.json are suffixes here: "resnet18.layer3" is a name, not a suffix.
     base = Path(path)
     if base.suffix in (".npz", ".json"):
         base = base.with_suffix("")
-    return base.with_suffix(".npz"), base.with_suffix(".json")
+    return base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
 
 
 @dataclasses.dataclass
 class Result:
     """Base result: subclasses are dataclasses whose array fields are tensors or arrays.
 
-    ``tensor_fields`` lists the fields restored as torch tensors (others come back as numpy).
+    Tensors come back from :meth:`load` as tensors and numpy arrays as numpy arrays.
     """
-
-    tensor_fields: ClassVar[tuple[str, ...]] = ()
 
     def save(self, path: str | Path) -> Path:
         """Write ``path.npz`` (arrays) and ``path.json`` (settings); return the npz path."""

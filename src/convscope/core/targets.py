@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +24,7 @@ from convscope.core.errors import TargetError
 
 __all__ = ["Target", "TargetLike", "as_target", "resolve_target"]
 
-TargetLike = (
-    int | Sequence[int] | torch.Tensor | np.ndarray | Callable[[torch.Tensor], torch.Tensor]
-)
+TargetLike = int | Sequence[int] | torch.Tensor | np.ndarray | Callable[[Any], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Target:
     """A validated target: ``index`` (int or per-sample tensor) or a ``function``."""
 
     index: int | torch.Tensor | None = None
-    function: Callable[[torch.Tensor], torch.Tensor] | None = None
+    function: Callable[[Any], torch.Tensor] | None = None
 
     def scores(self, outputs: torch.Tensor) -> torch.Tensor:
         """Per-sample scores of shape ``(N,)`` taken from model ``outputs``."""
@@ -68,17 +67,24 @@ def as_target(target: TargetLike | Target) -> Target:
     if callable(target) and not isinstance(target, (torch.Tensor, np.ndarray)):
         return Target(function=target)
     if isinstance(target, (torch.Tensor, np.ndarray, list, tuple)):
-        tensor = torch.as_tensor(
-            np.asarray(target) if not isinstance(target, torch.Tensor) else target
-        )
-        if tensor.ndim == 0:
-            return as_target(int(tensor.item()))
-        if tensor.ndim != 1 or tensor.is_floating_point() or tensor.dtype == torch.bool:
+        try:
+            tensor = torch.as_tensor(
+                np.asarray(target) if not isinstance(target, torch.Tensor) else target
+            )
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise TargetError(
-                f"A per-sample target must be a 1-D sequence of integer class indices, got "
+                f"A per-sample target must hold integer class indices; {str(target)[:60]} does "
+                "not convert to an integer tensor. Map class names to indices first, e.g. "
+                "[class_names.index(c) for c in names]."
+            ) from exc
+        if tensor.ndim > 1 or tensor.is_floating_point() or tensor.dtype == torch.bool:
+            raise TargetError(
+                f"A target must be an integer class index or a 1-D sequence of them, got "
                 f"shape {tuple(tensor.shape)} and dtype {tensor.dtype}. "
                 "Pass one class index per input image, e.g. target=[3, 1, 0]."
             )
+        if tensor.ndim == 0:
+            return Target(index=int(tensor.item()))
         return Target(index=tensor.long())
     raise TargetError(
         f"Unsupported target of type {type(target).__name__}. Pass an int class index, one "
@@ -86,50 +92,80 @@ def as_target(target: TargetLike | Target) -> Target:
     )
 
 
-def resolve_target(target: TargetLike | Target, outputs: torch.Tensor) -> torch.Tensor:
+def check_target_count(target: TargetLike | Target, n: int) -> Target:
+    """Validate that a per-sample target has one index per input (``n`` inputs)."""
+    tgt = as_target(target)
+    if isinstance(tgt.index, torch.Tensor) and tgt.index.shape[0] != n:
+        raise TargetError(
+            f"Got {tgt.index.shape[0]} per-sample targets for {n} inputs. Pass one class index "
+            "per input image, or a single int for all."
+        )
+    return tgt
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def resolve_target(
+    target: TargetLike | Target, outputs: Any, *, n: int | None = None
+) -> torch.Tensor:
     """Validate ``target`` against model ``outputs`` and return the scores, shape ``(N,)``.
+
+    Parameters
+    ----------
+    target
+        A class index, one index per sample, or a callable on the outputs.
+    outputs
+        The model's outputs: an N×C tensor for index targets; anything the callable accepts
+        (a tensor, a dict of tensors, ...) for callable targets.
+    n
+        The number of inputs; taken from ``outputs`` when it is a tensor.
 
     Raises
     ------
     TargetError
-        If a class index is out of range, the number of per-sample targets differs from the
-        batch size, the outputs are not 2-D for an index target, or a callable returns a tensor
-        of the wrong shape.
+        If a class index is out of range (valid indices are 0 to C-1), the number of per-sample
+        targets differs from the batch size, the outputs are not 2-D for an index target, or a
+        callable returns a tensor of the wrong shape.
     """
     tgt = as_target(target)
-    n = outputs.shape[0]
+    if n is None and isinstance(outputs, torch.Tensor):
+        n = outputs.shape[0]
     if tgt.function is not None:
         scores = tgt.function(outputs)
-        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (n,):
-            shape = (
-                tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-            )
+        expected = (n,) if n is not None else None
+        if (
+            not isinstance(scores, torch.Tensor)
+            or scores.ndim != 1
+            or (expected is not None and tuple(scores.shape) != expected)
+        ):
             raise TargetError(
-                f"A callable target must return one score per sample, shape ({n},); it returned "
-                f"{shape}. Reduce the outputs per sample, e.g. lambda out: out[:, 3]."
+                f"A callable target must return one score per sample, shape "
+                f"({n if n is not None else 'N'},); it returned {_describe(scores)}. Reduce "
+                "the outputs per sample, e.g. lambda out: out[:, 3]."
             )
         return scores
-    if outputs.ndim != 2:
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
         raise TargetError(
             f"A class-index target needs outputs of shape (N, classes); the model returned "
-            f"shape {tuple(outputs.shape)}. Pass a callable target that reduces the outputs to "
-            "one score per sample."
+            f"{_describe(outputs)}. Pass a callable target that reduces the outputs to one "
+            "score per sample."
         )
+    assert n is not None
     n_classes = outputs.shape[1]
     index = tgt.index
     if isinstance(index, int):
-        if not -n_classes <= index < n_classes:
+        if not 0 <= index < n_classes:
             raise TargetError(
                 f"Target class {index} is out of range: the model has {n_classes} outputs "
                 f"(valid indices 0 to {n_classes - 1})."
             )
         return outputs[:, index]
     assert isinstance(index, torch.Tensor)
-    if index.shape[0] != n:
-        raise TargetError(
-            f"Got {index.shape[0]} per-sample targets for {n} inputs. Pass one class index per "
-            "input image, or a single int for all."
-        )
+    check_target_count(tgt, n)
     bad = (index < 0) | (index >= n_classes)
     if bool(bad.any()):
         first = int(torch.nonzero(bad)[0].item())

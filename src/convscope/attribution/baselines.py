@@ -17,23 +17,29 @@ from torch import nn
 
 from convscope.core.batching import batch_slices
 from convscope.core.device import to_model
+from convscope.core.errors import InputError
+from convscope.core.hooks import Activations, last_spatial_layer, probe
 from convscope.core.layers import resolve_layer
 from convscope.core.state import inference_state
-from convscope.core.targets import Target, TargetLike, as_target, resolve_target
+from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
 from convscope.core.validation import check_images
 
 __all__ = ["default_layer", "grad_cam"]
 
 
-def default_layer(model: nn.Module) -> str:
-    """The layer a model's metadata recommends for Grad-CAM, else its last convolution."""
+def default_layer(model: nn.Module, input_size: tuple[int, int] | None = None) -> str:
+    """The layer a model's metadata recommends for Grad-CAM, else its last spatial layer.
+
+    The last spatial layer is the last module with an N×C×h×w output (h·w > 1) that runs once
+    per forward pass (:func:`convscope.core.last_spatial_layer`), e.g. ``layer4`` of a ResNet.
+    """
     info = getattr(model, "convscope_info", None)
     if info is not None and getattr(info, "default_layer", None):
         return str(info.default_layer)
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise ValueError("The model has no Conv2d layer: pass layer= explicitly.")
-    return convs[-1]
+    if input_size is None:
+        side = getattr(info, "input_size", None) or 224
+        input_size = (side, side)
+    return last_spatial_layer(model, input_size)
 
 
 def grad_cam(
@@ -68,17 +74,33 @@ def grad_cam(
         N×1×H×W maps (N×1×h×w at the layer's resolution if ``upsample=False``).
     """
     check_images(input)
-    module = resolve_layer(model, layer or default_layer(model))
-    tgt = as_target(target)
+    name = layer or default_layer(model, (input.shape[2], input.shape[3]))
+    module = resolve_layer(model, name)
+    tgt = check_target_count(target, input.shape[0])
     maps = []
     with inference_state(model):
         for sl in batch_slices(input.shape[0], batch_size):
             x = to_model(input[sl], model)
-            attr = _captum_grad_cam(model, module, x, tgt.subset(sl), relu)
+            with probe(model, record=[name]) as acts:  # refuses a module that runs twice
+                try:
+                    attr = _captum_grad_cam(model, module, x, tgt.subset(sl), relu)
+                except (IndexError, RuntimeError, ValueError):
+                    _check_spatial(acts, name)
+                    raise
+            _check_spatial(acts, name)
             if upsample:
                 attr = LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), "bilinear")
             maps.append(attr.detach())
     return torch.cat(maps)
+
+
+def _check_spatial(acts: Activations, name: str) -> None:
+    if name in acts and acts[name].ndim != 4:
+        raise InputError(
+            f"Grad-CAM needs a layer with an N×C×h×w output; {name!r} gives shape "
+            f"{tuple(acts[name].shape)}. Pick a convolutional layer (convscope.attribution."
+            "default_layer(model) finds the last one)."
+        )
 
 
 def _captum_grad_cam(

@@ -241,3 +241,32 @@ def layer_calls(model: nn.Module, input: torch.Tensor) -> dict[str, LayerCall]:
         for handle in handles:
             handle.remove()
     return seen
+
+
+def last_spatial_layer(model: nn.Module, input_size: tuple[int, int] = (224, 224)) -> str:
+    """The last layer (in order of completion) with an N×C×h×w output, h·w > 1, run once.
+
+    For torchvision's ResNets this is ``layer4``, for the shapes CNN ``features``: the usual
+    choice for Grad-CAM. Found by one forward pass of an ``input_size`` image.
+
+    Raises
+    ------
+    InputError
+        If no layer has a spatial output that runs exactly once.
+    """
+    x = torch.full((1, 3, *input_size), 0.5)
+    calls = layer_calls(model, x)
+    spatial = [
+        name
+        for name, call in calls.items()
+        if call.calls == 1
+        and call.shape is not None
+        and len(call.shape) == 4
+        and call.shape[2] * call.shape[3] > 1
+    ]
+    if not spatial:
+        raise InputError(
+            f"{type(model).__name__} has no layer with an N×C×h×w output (h·w > 1) that runs "
+            "once per forward pass. Pass layer= explicitly."
+        )
+    return spatial[-1]

@@ -93,12 +93,19 @@ def as_target(target: TargetLike | Target) -> Target:
 
 
 def check_target_count(target: TargetLike | Target, n: int) -> Target:
-    """Validate that a per-sample target has one index per input (``n`` inputs)."""
+    """Validate a target before running the model: one index per input (``n`` inputs), and
+    no negative class index (the upper bound needs the outputs, see :func:`resolve_target`)."""
     tgt = as_target(target)
     if isinstance(tgt.index, torch.Tensor) and tgt.index.shape[0] != n:
         raise TargetError(
             f"Got {tgt.index.shape[0]} per-sample targets for {n} inputs. Pass one class index "
             "per input image, or a single int for all."
+        )
+    if tgt.index is not None and bool((torch.as_tensor(tgt.index) < 0).any()):
+        shown = tgt.index if isinstance(tgt.index, int) else tgt.index.tolist()[:10]
+        raise TargetError(
+            f"Target class indices must be 0 or more, got {shown}. Class c of C outputs is "
+            "index c, from 0 to C-1."
         )
     return tgt
 

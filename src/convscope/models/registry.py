@@ -66,7 +66,8 @@ class ModelInfo:
     input_size: int | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
-    #: A good default layer for layer attributions such as Grad-CAM (inner name).
+    #: A good default layer for layer attributions such as Grad-CAM (inner name); None lets
+    #: :func:`convscope.attribution.default_layer` find the last spatial layer.
     default_layer: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -232,7 +233,7 @@ def _load_torchvision(
         ):
             model = build_architecture(arch, out)
         _load_into(model, state, str(weights))
-        return model, ModelInfo(name=f"torchvision:{arch}", default_layer=_default_layer(model))
+        return model, ModelInfo(name=f"torchvision:{arch}")
     enum = tvm.get_model_weights(arch)
     try:
         w = enum[weight_name] if weight_name else enum.DEFAULT
@@ -256,7 +257,6 @@ def _load_torchvision(
         input_size=int(getattr(transform, "crop_size", [224])[0]),
         mean=tuple(getattr(transform, "mean", IMAGENET_MEAN)),
         std=tuple(getattr(transform, "std", IMAGENET_STD)),
-        default_layer=_default_layer(model),
         metadata={"weights": str(w)},
     )
     return model, info
@@ -264,15 +264,6 @@ def _load_torchvision(
 
 def _hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _default_layer(model: nn.Module) -> str | None:
-    """The last convolution's parent block: a sensible Grad-CAM layer for most CNNs."""
-    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        return None
-    last = convs[-1]
-    return last.rsplit(".", 1)[0] if "." in last else last
 
 
 def load_model(

@@ -30,7 +30,8 @@ def test_callable_target() -> None:
     [
         (4, "out of range"),
         (-1, "out of range"),
-        ([0, -1, 2], "sample 1"),
+        ([0, -1, 2], "0 or more"),
+        ([0, 1, 9], "sample 2"),
         (torch.tensor(2.7), "integer class index"),
         (torch.tensor(True), "integer class index"),
         (["cat", "dog", "cat"], "class_names.index"),

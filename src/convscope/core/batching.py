@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,9 +31,13 @@ def check_batch_size(batch_size: int | None) -> int:
     """Validate ``batch_size`` (None means :data:`DEFAULT_BATCH_SIZE`)."""
     if batch_size is None:
         return DEFAULT_BATCH_SIZE
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if (
+        isinstance(batch_size, (bool, np.bool_))
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}.")
-    return batch_size
+    return int(batch_size)
 
 
 def batch_slices(n: int, batch_size: int | None) -> list[slice]:

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 __all__ = ["model_device", "model_dtype", "to_model"]
 
 
+def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    return itertools.chain(model.parameters(), model.buffers())
+
+
 def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter or buffer (CPU for a parameter-free model)."""
-    for param in model.parameters():
-        return param.device
-    for buffer in model.buffers():
-        return buffer.device
-    return torch.device("cpu")
+    """Device of the model's first floating parameter or buffer (else its first tensor, else
+    the CPU)."""
+    first: torch.Tensor | None = None
+    for tensor in _tensors(model):
+        if tensor.is_floating_point():
+            return tensor.device
+        first = first if first is not None else tensor
+    return first.device if first is not None else torch.device("cpu")
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
-    """Floating dtype of the model's first floating parameter or buffer (float32 otherwise)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
+    """Dtype of the model's first floating parameter or buffer (float32 if it has none)."""
+    for tensor in _tensors(model):
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32

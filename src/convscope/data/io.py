@@ -31,6 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from convscope.core.errors import ImageReadError, InputError
+from convscope.core.validation import RANGE_TOLERANCE
 
 __all__ = ["load_image", "load_images", "save_image", "to_uint8_hwc"]
 
@@ -42,7 +43,6 @@ Size = int | tuple[int, int]
 
 ResizeMode = Literal["shorter", "exact"]
 
-_RANGE_TOL = 1e-3
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -383,7 +383,7 @@ def to_uint8_hwc(tensor: Tensor) -> npt.NDArray[np.uint8]:
                 "(or use torch.nan_to_num) before saving or plotting."
             )
         lo, hi = float(x.min()), float(x.max())
-        if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
+        if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
             raise InputError(
                 f"Image values must be in [0, 1], got range [{lo:.4g}, {hi:.4g}]. If it is a "
                 "normalised image, undo the normalisation (x * std + mean); otherwise use "

@@ -14,7 +14,6 @@ resolver accepts both spellings.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
 from convscope.core.validation import check_images
 
@@ -218,18 +218,6 @@ class NormalizedModel(nn.Module):
         return self.model(self.normalize(x))
 
 
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    first: Tensor | None = None
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
-        if first is None:
-            first = tensor
-    if first is not None:
-        return first.device, torch.float32
-    return torch.device("cpu"), torch.float32
-
-
 def with_normalization(
     model: nn.Module,
     mean: Sequence[float] | Tensor = IMAGENET_MEAN,
@@ -282,7 +270,7 @@ def with_normalization(
             "nn.Module."
         )
     normalize = Normalize(mean, std)
-    device, dtype = _device_dtype(model)
+    device, dtype = model_device(model), model_dtype(model)
     normalize = normalize.to(device=device, dtype=dtype)
     wrapped = NormalizedModel(normalize, model)
     # set the flags directly: .train(mode) would recurse and overwrite the submodules' modes

@@ -71,7 +71,10 @@ def test_world_writes_npz_and_pngs(tmp_path: Path) -> None:
         (["predict", "missing.png"], "missing.png"),
         (["layers", "shapes-cn"], "shapes-cnn"),
         (["predict", "x.png", "--model", "resnet-nope"], "Unknown model"),
-        (["world", "--n", "0", "--out", "unused"], "n"),
+        (["world", "--n", "0", "--out", "unused"], "n=0 must be at least 1"),
+        (["layers", "shapes-cnn", "--size", "1"], "larger --size"),
+        (["world", "--n", "2", "--out", "afile.txt"], "is a file"),
+        (["demo", "--only", "wrld", "--out", "unused"], "'world'"),
         (["layers", "shapes-cnn", "--weights", "absent.pt"], "does not exist"),
     ],
 )
@@ -83,7 +86,18 @@ def test_errors_are_one_line_without_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile.txt").write_text("not a folder")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("convscope: error: ") and fragment in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv", [["layers", "shapes-cnn", "--size", "0"], ["predict", "x.png", "--top", "-1"]]
+)
+def test_argument_types_are_checked(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "positive integer" in capsys.readouterr().err

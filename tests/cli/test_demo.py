@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from convscope.cli.main import main
 
@@ -41,6 +42,8 @@ def test_report_sections_and_summary(report_dir: Path) -> None:
 
 
 def test_demo_prints_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = torch.random.get_rng_state()
     assert main(["demo", "--out", str(tmp_path), "--quiet", "--only", "world"]) == 0
+    assert torch.equal(torch.random.get_rng_state(), rng)
     out = capsys.readouterr().out
     assert str((tmp_path / "index.html").resolve()) in out

@@ -15,6 +15,7 @@ from convscope.models import (
     EMBEDDED_MODELS,
     ShapesCNN,
     build_architecture,
+    cifar_resnet,
     load_model,
     load_state_dict,
     model_info,
@@ -92,9 +93,11 @@ def test_pickled_code_is_never_loaded(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_wrong_architecture_for_weights(tmp_path: Path) -> None:
     path = tmp_path / "small.pt"
-    torch.save(ShapesCNN(widths=(8, 8, 8, 8)).state_dict(), path)
+    torch.save(cifar_resnet(20).state_dict(), path)
     with pytest.raises(WeightsError, match="do not fit"):
         load_model(path, arch="shapes-cnn")
+    with pytest.raises(WeightsError, match="do not fit"):
+        load_model(path, arch="cifar-resnet56")
     with pytest.raises(InputError, match="arch="):
         load_model(path)
 

@@ -27,9 +27,15 @@ def test_training_is_deterministic_and_seed_dependent() -> None:
 
 def test_training_restores_global_torch_settings() -> None:
     threads = torch.get_num_threads()
-    train_shapes_model(TINY, progress=False)
-    assert torch.get_num_threads() == threads
-    assert not torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)  # differs from TINY.threads = 2, so a leak would show
+    rng = torch.random.get_rng_state()
+    try:
+        train_shapes_model(TINY, progress=False)
+        assert torch.get_num_threads() == 1
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.equal(torch.random.get_rng_state(), rng)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_short_training_learns_the_easy_cue() -> None:
@@ -58,8 +64,12 @@ def test_saved_model_round_trips_through_load_model(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "tiny.json").read_text())
     assert meta["train_config"]["seed"] == 5 and meta["class_names"][0] == "circle"
     assert all(isinstance(v, torch.Tensor) for v in torch.load(weights, weights_only=True).values())
-    # A custom-width model loads through the generic path of a state dict plus architecture.
-    state = torch.load(weights, weights_only=True)
-    assert state["features.conv1.weight"].shape[0] == 4
-    model = load_model("shapes-cnn")
-    assert model.model.features.conv1.weight.shape[0] == 16
+    # The custom widths (4, 4, 8, 8) are read back from the file.
+    model = load_model(weights, arch="shapes-cnn")
+    assert model.model.widths == (4, 4, 8, 8)
+    for key, value in trained.model.state_dict().items():
+        assert torch.equal(model.model.state_dict()[key], value), key
+    x = torch.rand(2, 3, 32, 32)
+    reference = with_normalization(trained.model, SHAPES_MEAN, SHAPES_STD).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))

@@ -12,11 +12,22 @@ import torch
 from convscope.core.errors import InputError
 from convscope.core.progress import set_progress
 
-__all__ = ["add_model_file_options", "add_parsers"]
+__all__ = ["add_model_file_options", "add_parsers", "positive_int"]
 
 
 def _add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def add_model_file_options(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +52,7 @@ def add_parsers(sub: Any) -> None:
         "layer) with its output shape for one input image.",
     )
     p.add_argument("model", help="model name, e.g. shapes-cnn or torchvision:resnet18")
-    p.add_argument("--size", type=int, default=None, help="input side in pixels")
+    p.add_argument("--size", type=positive_int, default=None, help="input side in pixels")
     add_model_file_options(p)
     p.set_defaults(handler=cmd_layers)
 
@@ -53,8 +64,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--model", default="shapes-cnn", help="model name (default: shapes-cnn)")
     add_model_file_options(p)
-    p.add_argument("--size", type=int, default=None, help="resize images to this side")
-    p.add_argument("--top", type=int, default=3, help="classes shown per image")
+    p.add_argument("--size", type=positive_int, default=None, help="resize images to this side")
+    p.add_argument("--top", type=positive_int, default=3, help="classes shown per image")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_predict)
 
@@ -119,7 +130,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
     model = _load(args, args.model)
     info = getattr(model, "convscope_info", None)
     size = args.size or (info.input_size if info and info.input_size else 224)
-    calls = layer_calls(model, to_model(torch.rand(1, 3, size, size), model))
+    try:
+        calls = layer_calls(model, to_model(torch.rand(1, 3, size, size), model))
+    except RuntimeError as exc:
+        raise InputError(
+            f"{args.model} cannot run on {size}×{size} images ({str(exc)[:120]}). "
+            "Pass a larger --size."
+        ) from exc
     for name, _ in model.named_modules():
         if name in ("", "model", "normalize") or name not in calls:
             continue
@@ -132,15 +149,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from convscope.data.io import load_images
+    from convscope.models.evaluation import outputs
 
-    if args.top < 1:
-        raise InputError("--top must be at least 1.")
     model = _load(args, args.model)
     info = getattr(model, "convscope_info", None)
     size = args.size or (info.input_size if info else None)
     images = load_images(args.images, size=size)
-    with torch.no_grad():
-        probs = model(images).softmax(1)
+    probs = outputs(model, images).softmax(1)
     names = (
         list(info.class_names)
         if info and info.class_names
@@ -174,6 +189,8 @@ def cmd_world(args: argparse.Namespace) -> int:
     world = shapes(
         args.n, seed=args.seed, size=args.size, spurious=args.spurious, label_noise=args.label_noise
     )
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file; pass a folder (it is created if needed).")
     args.out.mkdir(parents=True, exist_ok=True)
     path = world.save(args.out / "world")
     if args.png:

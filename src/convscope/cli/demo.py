@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from convscope.core.errors import InputError, suggestion
 from convscope.core.progress import set_progress
 from convscope.report import Report, Section, Text, demo_sections
 
-__all__ = ["DEMO_MODULES", "DemoRun", "add_parser", "run_demo"]
+__all__ = ["DEMO_MODULES", "DemoRun", "add_parser", "demo_section_names", "run_demo"]
 
 #: Modules whose import registers demo sections, in no particular order (sections carry one).
 DEMO_MODULES: tuple[str, ...] = ("convscope.report.foundation",)
@@ -76,18 +77,44 @@ class DemoRun:
 def run_demo(
     out_dir: Path, *, seed: int = 0, quiet: bool = False, only: list[str] | None = None
 ) -> Path:
-    """Build every registered demo section and write the report; return ``index.html``."""
+    """Build every registered demo section and write the report; return ``index.html``.
+
+    ``only`` restricts the report to the named sections (see :func:`demo_section_names`).
+    The global torch random state is left as it was.
+    """
     for module in DEMO_MODULES:
         importlib.import_module(module)
-    torch.manual_seed(seed)
-    run = DemoRun(out_dir=Path(out_dir), quiet=quiet, seed=seed)
+    entries = demo_sections()
+    if only:
+        names = [e.name for e in entries]
+        unknown = [name for name in only if name not in names]
+        if unknown:
+            raise InputError(
+                f"Unknown demo section {unknown[0]!r}."
+                + suggestion(unknown[0], names, "sections")
+                + f" Sections: {', '.join(names)}."
+            )
+        entries = [e for e in entries if e.name in only]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(entries, Path(out_dir), seed, quiet)
+
+
+def demo_section_names() -> list[str]:
+    """Names of the registered demo sections, in report order."""
+    for module in DEMO_MODULES:
+        importlib.import_module(module)
+    return [e.name for e in demo_sections()]
+
+
+def _build(entries: list[Any], out_dir: Path, seed: int, quiet: bool) -> Path:
+    run = DemoRun(out_dir=out_dir, quiet=quiet, seed=seed)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(
         "convscope demo",
         subtitle="Every method family on the embedded ground-truth shapes world, offline.",
     )
     start = time.perf_counter()
-    entries = [e for e in demo_sections() if not only or e.name in only]
     for i, entry in enumerate(entries, start=1):
         run.log(f"[{i}/{len(entries)}] {entry.name} ...")
         t0 = time.perf_counter()
@@ -112,8 +139,7 @@ def run_demo(
             },
         )
     )
-    index = report.write(run.out_dir)
-    return index
+    return report.write(run.out_dir)
 
 
 def add_parser(sub: Any) -> None:

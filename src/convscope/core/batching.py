@@ -70,13 +70,13 @@ def map_batches(
 
 def forward_batched(
     model: nn.Module,
-    inputs: torch.Tensor,
+    input: torch.Tensor,
     *,
     batch_size: int | None = None,
     progress: bool | None = None,
     desc: str = "forward",
 ) -> torch.Tensor:
-    """Model outputs for ``inputs``, at most ``batch_size`` samples per forward, no gradients.
+    """Model outputs for ``input``, at most ``batch_size`` samples per forward, no gradients.
 
     Each batch is moved to the model's device and dtype; the outputs stay there.
     """
@@ -84,8 +84,8 @@ def forward_batched(
     outs = [
         out
         for _, out in map_batches(
-            lambda sl: model(inputs[sl].to(device=device, dtype=dtype)),
-            inputs.shape[0],
+            lambda sl: model(input[sl].to(device=device, dtype=dtype)),
+            input.shape[0],
             batch_size=batch_size,
             progress=progress,
             desc=desc,

@@ -5,7 +5,7 @@ See :func:`load_model`. The embedded weights are retrained, deterministically, b
 """
 
 from convscope.models.architectures import CifarResNet, ShapesCNN, cifar_resnet
-from convscope.models.evaluation import accuracy, predict
+from convscope.models.evaluation import accuracy, outputs, predict
 from convscope.models.registry import (
     EMBEDDED_MODELS,
     ModelInfo,
@@ -28,5 +28,6 @@ __all__ = [
     "load_model",
     "load_state_dict",
     "model_info",
+    "outputs",
     "predict",
 ]

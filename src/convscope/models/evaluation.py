@@ -1,4 +1,4 @@
-"""Accuracy of a classifier on a batch of images, in bounded batches."""
+"""Outputs, predictions and accuracy of a classifier, in bounded batches, in eval mode."""
 
 from __future__ import annotations
 
@@ -10,35 +10,49 @@ from convscope.core.errors import InputError
 from convscope.core.state import inference_state
 from convscope.core.validation import check_images
 
-__all__ = ["accuracy", "predict"]
+__all__ = ["accuracy", "outputs", "predict"]
+
+
+def outputs(
+    model: nn.Module,
+    input: torch.Tensor,
+    *,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """Model outputs for ``input`` in eval mode (the model's mode is restored), on the CPU."""
+    check_images(input)
+    with inference_state(model):
+        result = forward_batched(model, input, batch_size=batch_size, progress=progress)
+    return result.cpu()
 
 
 def predict(
     model: nn.Module,
-    images: torch.Tensor,
+    input: torch.Tensor,
     *,
-    batch_size: int | None = 256,
+    batch_size: int | None = None,
     progress: bool | None = None,
 ) -> torch.Tensor:
     """Predicted class of each image (argmax of the outputs), on the CPU."""
-    check_images(images)
-    with inference_state(model):
-        logits = forward_batched(
-            model, images, batch_size=batch_size, progress=progress, desc="predict"
-        )
-    return logits.argmax(1).cpu()
+    return outputs(model, input, batch_size=batch_size, progress=progress).argmax(1)
 
 
 def accuracy(
     model: nn.Module,
-    images: torch.Tensor,
+    input: torch.Tensor,
     labels: torch.Tensor,
     *,
-    batch_size: int | None = 256,
+    batch_size: int | None = None,
     progress: bool | None = None,
 ) -> float:
-    """Fraction of ``images`` whose predicted class equals ``labels``."""
-    if labels.shape[0] != images.shape[0]:
-        raise InputError(f"Got {labels.shape[0]} labels for {images.shape[0]} images.")
-    preds = predict(model, images, batch_size=batch_size, progress=progress)
+    """Fraction of images in ``input`` whose predicted class equals ``labels``."""
+    check_images(input)
+    labels = torch.as_tensor(labels)
+    if labels.shape != (input.shape[0],):
+        raise InputError(
+            f"Got labels of shape {tuple(labels.shape)} for {input.shape[0]} images; pass one "
+            "integer class label per image."
+        )
+    preds = predict(model, input, batch_size=batch_size, progress=progress)
     return float((preds == labels.cpu()).float().mean())

@@ -1,8 +1,8 @@
 """Load models by name: embedded models, torchvision architectures, or local weight files.
 
-``load_model`` always returns an eval-mode model that takes [0, 1] images (N×3×H×W) and
-normalizes them itself. Weights are read with ``torch.load(..., weights_only=True)``: nothing
-is ever unpickled.
+``load_model`` returns an eval-mode model that takes [0, 1] images (N×3×H×W) and normalizes
+them itself (unless ``normalize=False``). Weights are read with
+``torch.load(..., weights_only=True)``: nothing is ever unpickled.
 
 Names
 -----
@@ -15,14 +15,15 @@ Names
     The CIFAR ResNet architecture; weights must come from a file (``weights=``).
 A path to a weights file, with ``arch=``
     A local state dict (plain, or under a ``"state_dict"`` key; a ``module.`` prefix from
-    DataParallel is removed) loaded into architecture ``arch``.
+    DataParallel is removed) loaded into architecture ``arch``. For ``arch="shapes-cnn"`` the
+    widths and class count are read from the file.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -203,11 +204,26 @@ def _finish(
     return wrapped
 
 
+def _shapes_cnn_for(state: dict[str, torch.Tensor], default_classes: int) -> ShapesCNN:
+    """A ShapesCNN with the widths and class count that ``state`` was saved with."""
+    widths: list[int] = []
+    while f"features.conv{len(widths) + 1}.weight" in state:
+        widths.append(int(state[f"features.conv{len(widths) + 1}.weight"].shape[0]))
+    head = state.get("classifier.weight")
+    return ShapesCNN(
+        num_classes=int(head.shape[0]) if head is not None else default_classes,
+        widths=tuple(widths) or (16, 32, 64, 128),
+    )
+
+
 def _load_embedded(name: str, weights: str | Path | None) -> tuple[nn.Module, ModelInfo]:
     info = model_info(name)
-    model = ShapesCNN(num_classes=len(info.class_names))
     path = Path(weights) if weights is not None else _weights_dir() / f"{EMBEDDED_MODELS[name]}.pt"
-    _load_into(model, load_state_dict(path), str(path))
+    state = load_state_dict(path)
+    model = _shapes_cnn_for(state, len(info.class_names))
+    _load_into(model, state, str(path))
+    if model.num_classes != len(info.class_names):
+        info = replace(info, class_names=tuple(str(i) for i in range(model.num_classes)))
     return model, info
 
 
@@ -288,8 +304,9 @@ def load_model(
     arch
         Architecture of a weights file given as ``name``.
     num_classes
-        Number of outputs for an architecture loaded from a file (inferred from the file's last
-        linear layer when possible).
+        Number of outputs for an architecture loaded from a file. Inferred from the file for
+        torchvision architectures (their last linear layer) and for ``shapes-cnn``; pass it for
+        a CIFAR ResNet with other than 10 classes.
     device
         Where to put the model.
     normalize

@@ -70,14 +70,17 @@ class TrainedModel:
 
 def train_shapes_model(config: TrainConfig, *, progress: bool | None = None) -> TrainedModel:
     """Train a :class:`ShapesCNN` on fresh shapes-world images (deterministic given ``config``)."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(config, progress)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
+            return _train(config, progress)
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _train(config: TrainConfig, progress: bool | None) -> TrainedModel:

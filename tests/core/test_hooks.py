@@ -182,3 +182,26 @@ def test_layer_calls_keeps_train_mode_statistics_and_follows_dtype(tiny_cnn: nn.
     calls = layer_calls(model, torch.rand(2, 3, 8, 8))  # float32 input, float64 model
     assert calls["fc"].shape == (2, 4)
     assert torch.equal(model.bn.running_mean, stats) and model.training
+
+
+def test_submodule_called_directly_is_not_a_reuse(
+    tiny_cnn: nn.Module, images: torch.Tensor
+) -> None:
+    with record_activations(tiny_cnn, "conv1") as acts:
+        tiny_cnn.conv1(images)
+        tiny_cnn.conv1(images[:2])  # two separate calls, not one pass
+        assert acts["conv1"].shape[0] == 2
+        tiny_cnn(images)
+        assert acts["conv1"].shape[0] == 5
+
+
+def test_a_failed_pass_does_not_poison_the_next(reused_relu_model: nn.Module) -> None:
+    x = torch.rand(2, 3, 8, 8)
+    with record_activations(reused_relu_model, "conv2") as acts:
+        with pytest.raises(RuntimeError):
+            reused_relu_model(torch.rand(2, 5, 8, 8))  # wrong channels: the forward raises
+        reused_relu_model(x)  # the next pass starts afresh
+        reused_relu_model(x)
+    assert acts["conv2"].shape == (2, 4, 8, 8)
+    with pytest.raises(LayerReuseError), record_activations(reused_relu_model, "relu"):
+        reused_relu_model(x)

@@ -124,25 +124,32 @@ def probe(
             raise InputError(f"The edit for layer {name!r} must be a function tensor -> tensor.")
     acts = Activations(list(record_modules))
     calls: dict[str, int] = {}
+    depth = [0]  # nesting of calls of the root model: a pass is one outermost call
     handles: list[RemovableHandle] = []
 
     def start_pass(_module: nn.Module, _args: Any) -> None:
-        calls.clear()
-        acts.clear()
+        depth[0] += 1
+        if depth[0] == 1:
+            calls.clear()
+            acts.clear()
+
+    def end_pass(_module: nn.Module, _args: Any, _output: Any) -> None:
+        depth[0] -= 1
 
     def make_hook(name: str) -> Callable[[nn.Module, Any, Any], torch.Tensor | None]:
         fn = edit.get(name)
         recorded = name in record_modules
 
         def hook(_module: nn.Module, _args: Any, output: Any) -> torch.Tensor | None:
-            calls[name] = calls.get(name, 0) + 1
+            # Outside a call of the root model (a submodule called directly) each call is its
+            # own pass; inside one, a second call of the same module is a reuse.
+            calls[name] = calls.get(name, 0) + 1 if depth[0] > 0 else 1
             if calls[name] > 1:
                 raise LayerReuseError(
                     f"Layer {name!r} ran {calls[name]} times in one forward pass (a module "
                     "object reused at several places, e.g. one ReLU for every block), so it has "
                     "no single activation. Give each use its own module, or probe a layer "
-                    "that runs once. (Passes are counted from calls of the model given to the "
-                    "probe: calling one of its submodules directly, twice, also ends here.)"
+                    "that runs once."
                 )
             out = _check_output(name, output)
             if fn is not None:
@@ -166,6 +173,7 @@ def probe(
 
     try:
         handles.append(model.register_forward_pre_hook(start_pass))
+        handles.append(model.register_forward_hook(end_pass, always_call=True))
         for name, module in {**record_modules, **edit_modules}.items():
             handles.append(module.register_forward_hook(make_hook(name)))
         yield acts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -371,3 +372,24 @@ def test_slugify() -> None:
     assert slugify("Ünïcödé") == "unicode"
     assert slugify("***") == "section"
     assert math.isclose(len(slugify("x" * 500)), 80)
+
+
+def test_figures_of_different_sections_never_share_a_file(tmp_path: Path) -> None:
+    def fig(value: float) -> MplFigure:
+        f = MplFigure(figsize=(1, 1))
+        f.add_subplot().bar([0], [value])
+        return f
+
+    report = Report("collisions")
+    report.add(Section("A", [Figure(fig(1.0), name="b-c")]))
+    report.add(Section("A b", [Figure(fig(2.0), name="c")]))
+    index = report.write(tmp_path)
+    sources = re.findall(r'<img src="([^"]+)"', index.read_text())
+    assert len(sources) == 2 and len(set(sources)) == 2
+    assert (tmp_path / sources[0]).read_bytes() != (tmp_path / sources[1]).read_bytes()
+
+
+@pytest.mark.parametrize("href", ["%2e%2e/%2e%2e/etc/passwd", ".%2E/x", "a%2Fb", "%2Fetc"])
+def test_percent_encoded_escapes_are_rejected(href: str) -> None:
+    with pytest.raises(InputError):
+        Link(href)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from matplotlib.figure import Figure as MplFigure
 
@@ -55,12 +55,16 @@ class RenderContext:
         Figure names already used in this section (to keep file names unique).
     written : list of Path
         Files written so far (filled by the blocks).
+    used_files : set of str
+        Figure file names used by the whole report; shared by all sections' contexts so that
+        section "A" with figure "b-c" and section "A b" with figure "c" get distinct files.
     """
 
     out_dir: Path
     section_slug: str
     figure_names: set[str] = field(default_factory=set)
     written: list[Path] = field(default_factory=list)
+    used_files: set[str] = field(default_factory=set)
 
     @property
     def figures_dir(self) -> Path:
@@ -238,7 +242,12 @@ class Figure(Block):
         while stem in ctx.figure_names:
             stem, k = f"{base}-{k}", k + 1
         ctx.figure_names.add(stem)
-        rel = PurePosixPath("figures") / f"{ctx.section_slug}-{stem}.png"
+        file_stem = base_file = f"{ctx.section_slug}-{stem}"
+        k = 2
+        while file_stem in ctx.used_files:
+            file_stem, k = f"{base_file}-{k}", k + 1
+        ctx.used_files.add(file_stem)
+        rel = PurePosixPath("figures") / f"{file_stem}.png"
         target = ctx.out_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(self.png)
@@ -410,13 +419,19 @@ def check_relative_href(href: str) -> str:
     stripped = href.strip()
     if not stripped:
         raise InputError("Link href is empty.")
-    parts = urlsplit(stripped)
+    decoded = unquote(stripped)  # browsers resolve %2e%2e as ..
+    if re.search(r"%2f|%5c", stripped, flags=re.IGNORECASE):
+        raise InputError(
+            f"Link href {href!r} contains an encoded path separator; write the path plainly, "
+            "relative to the report folder."
+        )
+    parts = urlsplit(decoded)
     if parts.scheme or parts.netloc or stripped.startswith(("//", "\\\\")):
         raise InputError(
             f"Link href {href!r} is an absolute URL. Reports work offline and may only link to "
             "files inside the report folder: use a relative path such as 'details/table.csv'."
         )
-    if stripped.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", stripped):
+    if decoded.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", decoded):
         raise InputError(
             f"Link href {href!r} is an absolute path. Use a path relative to the report folder."
         )

@@ -281,11 +281,12 @@ class Report:
         version = convscope_version()
 
         used: set[str] = set()
+        used_files: set[str] = set()
         rendered: list[tuple[str, Section, str]] = []
         figures: list[str] = []
         for section in self.sections:
             slug = _unique(section.slug, used)
-            ctx = RenderContext(out_dir=out, section_slug=slug)
+            ctx = RenderContext(out_dir=out, section_slug=slug, used_files=used_files)
             rendered.append((slug, section, section.render(ctx)))
             figures.extend(p.relative_to(out).as_posix() for p in ctx.written)
 

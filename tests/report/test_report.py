@@ -340,6 +340,8 @@ def test_registry_orders_builders() -> None:
 
     with pytest.raises(InputError):
         registry.register("late", make("again"))
+    registry.register("first", make("first again"), order=10, replace=True)
+    assert registry.names() == ["first", "second", "middle", "late"]  # same order, same place
     registry.register("late", make("replaced"), order=0, replace=True)
     assert registry.names()[0] == "late"
     registry.unregister("late")

@@ -154,8 +154,12 @@ class DemoSectionRegistry:
                 "pass replace=True."
             )
         entry = DemoSection(name=name, builder=builder, order=float(order))
-        self._entries[name] = (entry, self._counter)
-        self._counter += 1
+        previous = self._entries.get(name)
+        if previous is not None and previous[0].order == entry.order:
+            self._entries[name] = (entry, previous[1])  # same order: keep its position
+        else:
+            self._entries[name] = (entry, self._counter)
+            self._counter += 1
         return entry
 
     def unregister(self, name: str) -> None:

@@ -273,3 +273,17 @@ def test_load_images_rejects_single_path_and_empty(tmp_path: Path) -> None:
         load_images([])
     with pytest.raises(InputError, match=r"str or pathlib\.Path"):
         load_images([3])  # type: ignore[list-item]
+
+
+def test_more_bad_paths(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="list of image paths"):
+        load_images(5)  # type: ignore[arg-type]
+    (tmp_path / "x.png").mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        save_image(torch.rand(3, 4, 4), tmp_path / "x.png")
+    from PIL import Image
+
+    nan_tiff = tmp_path / "nan.tif"
+    Image.fromarray(np.full((4, 4), np.nan, dtype=np.float32), mode="F").save(nan_tiff)
+    with pytest.raises(ImageReadError, match="NaN"):
+        load_image(nan_tiff)

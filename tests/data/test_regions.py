@@ -337,3 +337,17 @@ def test_region_means_errors() -> None:
         region_means(torch.rand(3, 4, 4), batched)
     with pytest.raises(InputError, match="Regions object"):
         region_means(torch.rand(4, 4), reg.labels)  # type: ignore[arg-type]
+
+
+def test_absurd_region_count_is_refused_before_any_allocation() -> None:
+    with pytest.raises(InputError, match="largest label is 1"):
+        Regions(torch.tensor([[0, 1], [1, 0]]), 300_000_000, "grid")
+
+
+def test_region_means_in_half_precision_and_for_no_images() -> None:
+    regions = grid_regions(300, 300, cells=(1, 2))
+    values = torch.full((300, 300), 2.0, dtype=torch.float16)
+    means = region_means(values, regions)
+    assert means.dtype == torch.float16 and torch.equal(means, torch.full((2,), 2.0).half())
+    empty = region_means(torch.zeros(0, 300, 300), regions)
+    assert empty.shape == (0, 2)

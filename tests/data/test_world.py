@@ -280,7 +280,14 @@ def test_mask_area_and_centroid() -> None:
         assert abs(cols.mean() - x) < 0.25 and abs(rows.mean() - y) < 0.25, name
 
 
-def test_texture_photographs_load_offline() -> None:
+def test_texture_photographs_load_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    world_module._photos.cache_clear()
     photos = world_module._photos(64)
     assert photos.shape == (3, 192, 192) and photos.dtype == torch.float32
     assert float(photos.min()) == 0.0 and float(photos.max()) == 1.0
@@ -442,6 +449,26 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     out.with_suffix(".json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ResultFormatError, match="not a readable"):
         ShapesWorld.load(out)
+    out.with_suffix(".json").write_text("[]", encoding="utf-8")
+    with pytest.raises(ResultFormatError, match="not an object"):
+        ShapesWorld.load(out)
+    w.save(tmp_path / "again")
+    data = (tmp_path / "again.npz").read_bytes()
+    (tmp_path / "again.npz").write_bytes(data[: len(data) // 2])  # an interrupted copy
+    with pytest.raises(ResultFormatError, match="not a readable"):
+        ShapesWorld.load(tmp_path / "again")
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_empty_selection_and_bool_index(tmp_path: Path) -> None:
+    w = shapes(4, seed=1, size=32)
+    empty = w.subset([])
+    assert len(empty) == 0 and empty.concept_maps["shape"].shape == (0, 32, 32)
+    back = ShapesWorld.load(empty.save(tmp_path / "empty"))
+    assert len(back) == 0 and back.concepts.shape == (0, 32, 32)
+    for flag in (True, False):
+        with pytest.raises(InputError, match="boolean mask"):
+            w.subset(flag)
 
 
 # ---------------------------------------------------------------------------- property test
@@ -461,3 +488,8 @@ def test_property_invariants(n: int, seed: int, size: int, max_objects: int) -> 
     _check_world_invariants(w)
     again = shapes(n, seed=seed, size=size, max_objects=max_objects)
     assert torch.equal(again.images, w.images)
+
+
+def test_world_larger_than_memory_is_refused_before_allocating() -> None:
+    with pytest.raises(InputError, match="GiB"):
+        shapes(10**9, size=224)

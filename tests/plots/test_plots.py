@@ -286,3 +286,17 @@ def test_inputs_in_various_layouts() -> None:
 def test_bad_inputs_raise_input_error(call: Any) -> None:
     with pytest.raises(InputError):
         call()
+
+
+def test_uint8_images_scale_by_dtype_not_content() -> None:
+    dark = np.ones((3, 4, 4), dtype=np.uint8)  # pixel value 1 of 255: nearly black
+    fig = image_grid([dark])
+    shown = fig.axes[0].images[0].get_array()
+    assert float(np.max(shown)) == pytest.approx(1 / 255)
+    with pytest.raises(InputError, match="uint8"):
+        image_grid([np.full((3, 4, 4), 1000, dtype=np.uint16)])
+
+
+def test_bar_chart_accepts_array_colour() -> None:
+    fig = bar_chart({"a": 0.5, "b": 0.7}, color=np.array([0.2, 0.4, 0.6]))
+    assert len(fig.axes[0].patches) == 2

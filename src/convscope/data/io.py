@@ -110,7 +110,13 @@ def _to_rgb_array(img: Image.Image, path: Path) -> npt.NDArray[np.float32]:
         gray = np.clip(gray, 0.0, 1.0)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "F":
-        gray = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        raw = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(raw).all():
+            raise ImageReadError(
+                f"Image {str(path)!r} is a floating-point image with NaN or infinite pixels; "
+                "fix or re-export it as an 8- or 16-bit image."
+            )
+        gray = np.clip(raw, 0.0, 1.0)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "P":
         # via RGBA: Pillow warns when a palette image with transparency goes straight to RGB
@@ -296,6 +302,11 @@ def load_images(
         )
     checked = _check_size(size)
     _check_resize(resize, center_crop)
+    if not isinstance(paths, Iterable):
+        raise InputError(
+            f"load_images expects a list of image paths, got {type(paths).__name__}; pass e.g. "
+            "load_images(['a.png', 'b.jpg'])."
+        )
     path_list = [_as_path(p) for p in paths]
     if not path_list:
         raise InputError("load_images got no paths. Pass a non-empty list of image files.")
@@ -425,6 +436,8 @@ def save_image(tensor: Tensor, path: PathLike) -> Path:
             f"save_image writes PNG files, got the path '{out}'. Use a path ending in '.png', "
             f"e.g. '{out.with_suffix('.png')}'."
         )
+    if out.is_dir():
+        raise InputError(f"save_image: '{out}' is a directory; pass the path of a .png file.")
     arr = to_uint8_hwc(tensor)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(out, format="PNG")

@@ -104,6 +104,12 @@ class Regions:
                 f"Region labels must lie in 0..{self.n_regions - 1}, got values in {lo}..{hi}; "
                 "relabel them with regions_from_masks(label_map)."
             )
+        if hi != self.n_regions - 1:  # checked before counting, which allocates n_regions
+            raise InputError(
+                f"n_regions is {self.n_regions} but the largest label is {hi}; every label "
+                f"0..{self.n_regions - 1} must be used. Pass n_regions={hi + 1} or relabel with "
+                "regions_from_masks(label_map)."
+            )
         present = _counts_per_image(labels, self.n_regions) > 0
         per_image = present.sum(dim=1)
         # each image must use a prefix 0..d_i-1 of the labels
@@ -588,13 +594,16 @@ def region_means(values: Tensor | np.ndarray[Any, Any], regions: Regions) -> Ten
             f"values have {vb.shape[0]} images but the regions have {lb.shape[0]}; pass matching "
             "batches (or shared H×W regions)."
         )
-    n = max(vb.shape[0], lb.shape[0])
+    n = 0 if 0 in (vb.shape[0], lb.shape[0]) else max(vb.shape[0], lb.shape[0])
+    if n == 0:
+        return torch.zeros(0, d, dtype=v.dtype, device=v.device)
     vb = vb.expand(n, -1, -1).reshape(n, -1)
     lb = lb.expand(n, -1, -1).reshape(n, -1)
     index = (lb + torch.arange(n, device=v.device).unsqueeze(1) * d).reshape(-1)
-    sums = torch.zeros(n * d, dtype=vb.dtype, device=v.device).scatter_add_(
-        0, index, vb.reshape(-1)
+    # Accumulate in float64: half-precision sums and counts overflow past 65504.
+    sums = torch.zeros(n * d, dtype=torch.float64, device=v.device).scatter_add_(
+        0, index, vb.reshape(-1).double()
     )
-    counts = torch.bincount(index, minlength=n * d).to(vb.dtype)
-    means = (sums / counts).reshape(n, d)  # 0/0 = NaN for empty regions
+    counts = torch.bincount(index, minlength=n * d).double()
+    means = (sums / counts).reshape(n, d).to(v.dtype)  # 0/0 = NaN for empty regions
     return means[0] if squeeze else means

@@ -30,7 +30,9 @@ The world
 * **Rendering rule.** Background first; then the objects in the order slot 2, slot 1, slot 0,
   each painting its colour over everything beneath. The target is drawn last, on top, so its mask
   is exactly its full shape and exactly its visible pixels. Distractors may overlap each other,
-  and the target may cover parts of them. Masks are hard (no antialiasing): a pixel belongs to a
+  and the target may cover them, partly or (in about 3% of cases) wholly: ``present_k`` and
+  ``n_objects`` count drawn objects, visible or not (``object_map`` shows what is visible).
+  Masks are hard (no antialiasing): a pixel belongs to a
   shape when its centre does.
 * **Backgrounds** mix two low-contrast, weakly saturated colours ``a`` and ``b`` with an
   intensity map ``t`` in ``[0, 1]``: ``pixel = a + t (b - a)``. The textures
@@ -40,7 +42,9 @@ The world
   at least 4 pixels, and crops of the photographs shipped with scikit-image, ``brick``, ``grass``
   and ``gravel`` (resized to ``3 × size`` pixels, so a crop shows a third of the photograph at
   any ``size``). Background lightness is 0.25-0.65, saturation at most 0.12 and the contrast
-  ``|b - a|`` 0.10-0.35 (grey shift), so the saturated objects stand out.
+  ``|b - a|`` 0.10-0.35 (grey shift), so the saturated objects stand out; colours are clipped
+  to [0, 1], which shortens the contrast slightly in about one image in 10⁴
+  (``background_contrast`` records the drawn value, before clipping).
 * **Spurious correlation.** With probability ``spurious`` (per image) the background texture is
   :data:`SPURIOUS_TEXTURE` of the target's true class; otherwise it is uniform over all 8
   textures. ``spurious=0`` makes texture and class independent.
@@ -100,6 +104,7 @@ import json
 import math
 import operator
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -357,6 +362,11 @@ class ShapesWorld:
             The selected images; ``factors["image_index"]`` keeps their original positions.
         """
         n = len(self)
+        if isinstance(index, (bool, np.bool_)):
+            raise InputError(
+                f"subset(): {index!r} is not an image position; pass integer positions, a "
+                f"slice, or a boolean mask of length {n}."
+            )
         try:
             if isinstance(index, Tensor):
                 idx_t = index.to("cpu")
@@ -440,9 +450,15 @@ class ShapesWorld:
             "factor_names": list(self.factors),
         }
         npz_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(npz_path, "wb") as fh:
+        # Write to temporary names and rename, so an interrupted save never leaves a
+        # half-written file under the real name.
+        tmp_npz = npz_path.with_name(npz_path.name + ".partial")
+        tmp_json = json_path.with_name(json_path.name + ".partial")
+        with open(tmp_npz, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
-        json_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        tmp_json.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp_npz, npz_path)
+        os.replace(tmp_json, json_path)
         return npz_path
 
     @classmethod
@@ -473,6 +489,8 @@ class ShapesWorld:
                 )
         try:
             meta = json.loads(json_path.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError(f"the sidecar holds a {type(meta).__name__}, not an object")
             if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
                 raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}")
             with np.load(npz_path, allow_pickle=False) as data:
@@ -501,7 +519,7 @@ class ShapesWorld:
             n = int(meta["n"])
             if len(world) != n or world.labels.shape != (n,) or world.masks.shape[0] != n:
                 raise ValueError("array lengths do not match the sidecar")
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile) as err:
             raise ResultFormatError(
                 f"ShapesWorld.load(): {str(npz_path)!r} is not a readable saved ShapesWorld "
                 f"({type(err).__name__}: {err}); regenerate it with shapes(...).save(path)."
@@ -578,6 +596,7 @@ def shapes(
             f"shapes(): min_objects={min_objects} is larger than max_objects={max_objects}; "
             "pass min_objects <= max_objects."
         )
+    _check_memory(n, size)
 
     images = torch.empty((n, 3, size, size), dtype=torch.float32)
     object_map = torch.empty((n, size, size), dtype=torch.int8)
@@ -611,6 +630,26 @@ def shapes(
 # --------------------------------------------------------------------------------------------
 # argument checks
 # --------------------------------------------------------------------------------------------
+
+
+#: Bytes per pixel of a world: float32 RGB, bool mask, int64 concepts, int8 object map.
+_BYTES_PER_PIXEL = 3 * 4 + 1 + 8 + 1
+
+
+def _check_memory(n: int, size: int) -> None:
+    """Refuse a world larger than the machine's memory, before allocating any of it."""
+    need = n * size * size * _BYTES_PER_PIXEL
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not available on this platform
+        return
+    if need > total:
+        fit = max(1, total // (2 * size * size * _BYTES_PER_PIXEL))
+        raise InputError(
+            f"shapes(): {n} images of {size}×{size} need about {need / 2**30:.0f} GiB, more than "
+            f"this machine's {total / 2**30:.0f} GiB. Generate fewer at a time (e.g. "
+            f"n={fit}) with different seeds, or a smaller size."
+        )
 
 
 def _check_int(name: str, value: object, lo: int, hi: int | None, fix: str) -> int:
@@ -1062,7 +1101,7 @@ def _apply_lut(lut: npt.NDArray[np.int64], object_map: Tensor) -> Tensor:
     """Map ``object_map`` (-1..2) through a per-image table ``N×4`` to an int64 map."""
     n = object_map.shape[0]
     table = torch.from_numpy(np.ascontiguousarray(lut))
-    index = object_map.reshape(n, -1).long() + 1
+    index = object_map.reshape(n, object_map[0].numel() if n else 0).long() + 1
     return table.gather(1, index).reshape(object_map.shape)
 
 

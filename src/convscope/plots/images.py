@@ -89,8 +89,12 @@ def _image_to_hwc(arr: np.ndarray[Any, Any], what: str) -> FloatArray:
         )
     if arr.dtype == np.bool_:
         out = arr.astype(np.float64)
+    elif arr.dtype == np.uint8:
+        out = arr.astype(np.float64) / 255.0  # by dtype, never by content
     elif np.issubdtype(arr.dtype, np.integer):
-        out = arr.astype(np.float64) / (255.0 if arr.max(initial=0) > 1 else 1.0)
+        raise InputError(
+            f"{what} has integer dtype {arr.dtype}; pass floats in [0, 1] or uint8 (0-255)."
+        )
     elif np.issubdtype(arr.dtype, np.floating):
         out = arr.astype(np.float64)
     else:
@@ -912,7 +916,8 @@ def bar_chart(
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
     heights = [0.0 if math.isnan(v) else v for v in nums]
-    bars = ax.bar(range(n), heights, color=color or mpl.colormaps["tab10"](0), width=0.7)
+    bar_color = mpl.colormaps["tab10"](0) if color is None else color
+    bars = ax.bar(range(n), heights, color=bar_color, width=0.7)
     ax.bar_label(bars, labels=labels, padding=2, fontsize=8)
     ax.set_xticks(range(n))
     rotate = n > 6 or max(len(s) for s in names) > 10

@@ -334,7 +334,7 @@ class ShapesWorld:
         shape_lut = np.concatenate([minus, _slot_values(self.factors, "shape")], axis=1)
         colour = _slot_values(self.factors, "colour")
         colour_lut = np.concatenate([minus, np.where(colour >= 0, colour + _N_CLASSES, -1)], 1)
-        texture = self.factors["texture"].astype(np.int64)[:, None] + _TEXTURE_CONCEPT0
+        texture = _concept_table(self.factors)[:, :1]
         texture_lut = np.concatenate([texture, np.full((n, MAX_OBJECTS), -1, np.int64)], axis=1)
         return {
             "shape": _apply_lut(shape_lut, self.object_map),
@@ -914,7 +914,8 @@ def _render(
     images.add_(col_a)
 
     # objects, slot 2 first and the target last: each paints its slot into the object map, its
-    # shape concept into the concept map and its colour into the image
+    # shape concept into the concept map and its colour into the image (painting the concepts
+    # here is faster than deriving them afterwards with _concepts_from, which load() uses)
     object_map.fill_(-1)
     texture_concept = texture.long() + _TEXTURE_CONCEPT0
     concepts.copy_(texture_concept[:, None, None].expand(b, size, size))

@@ -85,7 +85,10 @@ def grad_cam(
                 try:
                     attr = _captum_grad_cam(model, module, x, tgt.subset(sl), relu)
                 except (IndexError, RuntimeError, ValueError):
+                    # Replace Captum's error by ours when the cause is a bad layer or target.
                     _check_spatial(acts, name)
+                    with torch.no_grad():
+                        resolve_target(tgt.subset(sl), model(x))  # out-of-range class index
                     raise
             _check_spatial(acts, name)
             if upsample:
@@ -114,9 +117,4 @@ def _captum_grad_cam(
 
         return LayerGradCam(scores, module).attribute(x, target=0, relu_attributions=relu)
     index = target.index if isinstance(target.index, int) else target.indices(x.shape[0]).tolist()
-    try:
-        return LayerGradCam(model, module).attribute(x, target=index, relu_attributions=relu)
-    except (IndexError, RuntimeError):
-        with torch.no_grad():
-            resolve_target(target, model(x))  # raises the standard TargetError if out of range
-        raise
+    return LayerGradCam(model, module).attribute(x, target=index, relu_attributions=relu)

@@ -74,6 +74,11 @@ class DemoRun:
             print(message, file=sys.stderr, flush=True)
 
 
+def _register_sections() -> None:
+    for module in DEMO_MODULES:
+        importlib.import_module(module)
+
+
 def run_demo(
     out_dir: Path, *, seed: int = 0, quiet: bool = False, only: list[str] | None = None
 ) -> Path:
@@ -82,8 +87,7 @@ def run_demo(
     ``only`` restricts the report to the named sections (see :func:`demo_section_names`).
     The global torch random state is left as it was.
     """
-    for module in DEMO_MODULES:
-        importlib.import_module(module)
+    _register_sections()
     entries = demo_sections()
     if only:
         names = [e.name for e in entries]
@@ -102,8 +106,7 @@ def run_demo(
 
 def demo_section_names() -> list[str]:
     """Names of the registered demo sections, in report order."""
-    for module in DEMO_MODULES:
-        importlib.import_module(module)
+    _register_sections()
     return [e.name for e in demo_sections()]
 
 

@@ -95,6 +95,7 @@ def build_world_section(ctx: Any) -> Section:
 def build_models_section(ctx: Any) -> Section:
     """Accuracy of both embedded models on fresh images, and the spurious model's drop."""
     independent = ctx.world(EVAL_IMAGES, seed_offset=3)
+    correlated = ctx.world(EVAL_IMAGES, seed_offset=3, spurious=0.95)
     rows = []
     summary: dict[str, Any] = {}
     bars: dict[str, float] = {}
@@ -103,7 +104,6 @@ def build_models_section(ctx: Any) -> Section:
         meta = model.convscope_info.metadata
         p = float(meta["train_config"]["spurious"])
         acc_ind = accuracy(model, independent.images, independent.labels, progress=False)
-        correlated = ctx.world(EVAL_IMAGES, seed_offset=3, spurious=0.95)
         acc_cor = accuracy(model, correlated.images, correlated.labels, progress=False)
         rows.append([name, p, acc_cor, acc_ind, acc_cor - acc_ind, meta.get("train_seconds")])
         summary[name] = {

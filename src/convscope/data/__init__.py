@@ -5,10 +5,12 @@
   images, ImageNet constants, :func:`check_images`;
 * :mod:`~convscope.data.regions` — grids, label maps from masks, SLIC superpixels,
   foreground/background, per-region means;
+* :mod:`~convscope.data.filters` — separable Gaussian blur with a chosen padding;
 * :mod:`~convscope.data.world` — the procedural ground-truth shapes world
   (public entry point :func:`convscope.datasets.shapes`).
 """
 
+from convscope.data.filters import gaussian_blur, gaussian_kernel1d
 from convscope.data.io import load_image, load_images, save_image, to_uint8_hwc
 from convscope.data.normalization import (
     IMAGENET_MEAN,
@@ -37,6 +39,8 @@ __all__ = [
     "ShapesWorld",
     "check_images",
     "foreground_background",
+    "gaussian_blur",
+    "gaussian_kernel1d",
     "grid_regions",
     "load_image",
     "load_images",

@@ -12,6 +12,17 @@ Examples
 
 from __future__ import annotations
 
+from convscope.plots.attribution import (
+    area_curves,
+    area_sweep_strip,
+    channel_curve,
+    channel_saliency_overlay,
+    mask_overlay,
+    method_grid,
+    optimisation_history,
+    perturbation_panel,
+    sanity_cascade,
+)
 from convscope.plots.images import (
     bar_chart,
     draw_mask,
@@ -26,7 +37,11 @@ from convscope.plots.images import (
 )
 
 __all__ = [
+    "area_curves",
+    "area_sweep_strip",
     "bar_chart",
+    "channel_curve",
+    "channel_saliency_overlay",
     "draw_mask",
     "heatmap_overlay",
     "image_grid",
@@ -34,6 +49,11 @@ __all__ = [
     "label_map_grid",
     "label_map_to_rgb",
     "mask_outline",
+    "mask_overlay",
+    "method_grid",
     "normalize_heatmap",
+    "optimisation_history",
     "overlay_array",
+    "perturbation_panel",
+    "sanity_cascade",
 ]

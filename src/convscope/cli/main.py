@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every subcommand has ``--help``)."""
-    from convscope.cli import commands, demo
+    from convscope.cli import commands, demo, explain
 
     parser = argparse.ArgumentParser(
         prog="convscope",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
     commands.add_parsers(sub)
+    explain.add_parser(sub)
     return parser
 
 

@@ -47,3 +47,19 @@ def test_demo_prints_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert torch.equal(torch.random.get_rng_state(), rng)
     out = capsys.readouterr().out
     assert str((tmp_path / "index.html").resolve()) in out
+
+
+def test_attribution_section(report_dir: Path) -> None:
+    sections = json.loads((report_dir / "summary.json").read_text())["sections"]
+    attribution = sections["attribution-by-perturbation"]
+    methods = attribution["methods"]
+    assert len(methods) == 13
+    # Against the ground-truth masks, extremal perturbations beat the centre baseline clearly.
+    assert methods["extremal"]["pointing"] >= attribution["centre"]["pointing"] + 0.05
+    assert methods["extremal"]["pointing_difficult"] > attribution["centre"]["pointing_difficult"]
+    sweep = attribution["area_sweep"]
+    # a* is the smallest area whose mask keeps the full score.
+    reached = [a for a, r in zip(sweep["areas"], sweep["ratios"], strict=True) if r >= 1.0]
+    assert sweep["a_star"] == min(reached)
+    # Randomising every layer decorrelates the gradient map from the trained model's.
+    assert attribution["sanity"]["gradient"]["all"] < 0.5

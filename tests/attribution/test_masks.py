@@ -405,3 +405,33 @@ def test_area_loss_takes_one_area_per_row() -> None:
 def test_bad_areas_raise_input_error(area: float | torch.Tensor, message: str) -> None:
     with pytest.raises(InputError, match=message):
         area_loss(torch.rand(2, 10), area)
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("pooling", ["softmax", "max", "sum"])
+def test_strided_generator_is_exact_at_its_grid_points(stride: int, pooling: str) -> None:
+    # 25 - 1 and 31 - 1 are multiples of 2 and 3, so every grid point is a pixel.
+    shape = (25, 31)
+    opts: dict[str, Any] = {"pooling": pooling, "clamp": False, "dtype": torch.float64}
+    exact = MaskGenerator(shape, step=4, sigma=5.0, **opts)
+    fast = MaskGenerator(shape, step=4, sigma=5.0, stride=stride, **opts)
+    params = torch.rand(3, 1, *exact.shape_in, dtype=torch.float64)
+    full, strided = exact.generate(params), fast.generate(params)
+    assert torch.allclose(strided[..., ::stride, ::stride], full[..., ::stride, ::stride])
+    # In between, bilinear interpolation of the grid values.
+    grid = full[..., ::stride, ::stride]
+    upsampled = torch.nn.functional.interpolate(
+        grid, size=shape, mode="bilinear", align_corners=True
+    )
+    assert torch.allclose(strided, upsampled)
+
+
+def test_strided_generator_gradient() -> None:
+    gen = MaskGenerator((20, 23), step=4, sigma=6.0, stride=3, dtype=torch.float64)
+    params = torch.rand(2, 1, *gen.shape_in, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gen.generate, (params,))
+
+
+def test_stride_must_be_a_positive_integer() -> None:
+    with pytest.raises(InputError, match="stride"):
+        MaskGenerator((20, 20), stride=0)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from convscope.attribution import grad_cam
-from convscope.attribution.methods import AttributionMaps
 from convscope.attribution.extremal import ExtremalResult
+from convscope.attribution.methods import AttributionMaps
 from convscope.cli.main import main
 from convscope.data.io import load_images, save_image
 from convscope.datasets import shapes

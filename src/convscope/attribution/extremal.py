@@ -370,7 +370,7 @@ def extremal_perturbation(
         iters, schedule=schedule, area_weight=area_weight, growth=area_weight_growth
     )
     weights_dev = weights.to(device=device, dtype=dtype)
-    rows_image = torch.arange(n, device=device).repeat_interleave(k)
+    rows_image = [i for i in range(n) for _ in range(k)]  # on the host: no device syncs
     # a|Ω| ones on the canvas: the area is a fraction of the image, as in the paper.
     rows_area = torch.tensor(area_list, dtype=torch.float64).repeat(n) * (h * w / canvas)
     rows_target = _row_target(tgt, k)
@@ -448,7 +448,7 @@ def _optimize(
     generator: MaskGenerator,
     margin_cells: int,
     pyramid: Perturbation,
-    image: torch.Tensor,
+    image: list[int],
     area: torch.Tensor,
     target: Target,
     reward: RewardFunction,
@@ -461,7 +461,7 @@ def _optimize(
     stopper: EarlyStopping | None,
     ticker: Any,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    rows = image.shape[0]
+    rows = len(image)
     iters = weights.shape[0]
     cells = (generator.shape_in[0] - 2 * margin_cells, generator.shape_in[1] - 2 * margin_cells)
     params = torch.ones(rows, 1, *cells, dtype=weights.dtype, device=weights.device)
@@ -534,7 +534,7 @@ def _reward(
     model: nn.Module,
     pyramid: Perturbation,
     mask: torch.Tensor,
-    image: torch.Tensor,
+    image: list[int],
     target: Target,
     reward: RewardFunction,
     variant: str,

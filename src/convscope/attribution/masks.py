@@ -166,13 +166,14 @@ class _AreaLoss(torch.autograd.Function):
 
 
 class _SmoothMaxConv(torch.autograd.Function):
-    """Smooth max over each pixel's cell window, evaluated one row of cells at a time.
+    """Smooth max over each pixel's cell window, evaluated a few rows of cells at a time.
 
-    ``cells``: (B, h, w, D) window values of the auxiliary mask; ``weights``: (D, Q) kernel
-    values for the Q = rho² pixel offsets of a cell. Output: (B, h, w, Q). The window axis is
-    innermost-but-one so every operation runs on contiguous, cache-sized blocks, and the
-    backward pass recomputes each block instead of storing B·D·H·W intermediates (the memory
-    traffic that dominates TorchRay's cost).
+    ``cells``: (R, w, D) window values of the auxiliary mask, R = B·h rows of cells over the
+    whole batch; ``weights``: (D, Q) kernel values for the Q = rho² pixel offsets of a cell.
+    Output: (R, w, Q). Blocks of ``rows`` rows keep every operation on contiguous,
+    cache-sized memory whatever the batch size, and the backward pass recomputes each block
+    instead of storing B·D·H·W intermediates (the memory traffic that dominates TorchRay's
+    cost).
     """
 
     @staticmethod
@@ -183,18 +184,18 @@ class _SmoothMaxConv(torch.autograd.Function):
         coldness: float,
         rows: int,
     ) -> torch.Tensor:
-        b, h, w, _ = cells.shape
+        r, w, _ = cells.shape
         q = weights.shape[1]
         # Values f <= the window's largest cell; shifting by it keeps exp() in range.
-        shift = coldness * cells.amax(3, keepdim=True).unsqueeze(4)
-        out = cells.new_empty(b, h, w, q)
-        den = cells.new_empty(b, h, w, q)
-        for s in range(0, h, rows):
-            f = cells[:, s : s + rows, :, :, None] * weights
-            e = f.mul(coldness).sub_(shift[:, s : s + rows]).exp_()
-            den_s = e.sum(3)
-            out[:, s : s + rows] = e.mul_(f).sum(3).div_(den_s.clamp_min_(_TINY))
-            den[:, s : s + rows] = den_s
+        shift = coldness * cells.amax(2, keepdim=True).unsqueeze(3)
+        out = cells.new_empty(r, w, q)
+        den = cells.new_empty(r, w, q)
+        for s in range(0, r, rows):
+            f = cells[s : s + rows, :, :, None] * weights
+            e = f.mul(coldness).sub_(shift[s : s + rows]).exp_()
+            den_s = e.sum(2)
+            out[s : s + rows] = e.mul_(f).sum(2).div_(den_s.clamp_min_(_TINY))
+            den[s : s + rows] = den_s
         ctx.save_for_backward(cells, weights, out, den, shift)
         ctx.coldness = coldness  # type: ignore[attr-defined]
         ctx.rows = rows  # type: ignore[attr-defined]
@@ -208,45 +209,82 @@ class _SmoothMaxConv(torch.autograd.Function):
         coldness: float = ctx.coldness  # type: ignore[attr-defined]
         rows: int = ctx.rows  # type: ignore[attr-defined]
         # d smax / d f_d = e_d (1 + c (f_d - smax)) / sum(e)
-        g = (grad_out / den).unsqueeze(3)
-        centre = (1.0 - coldness * out).unsqueeze(3)
+        g = (grad_out / den).unsqueeze(2)
+        centre = (1.0 - coldness * out).unsqueeze(2)
         grad_cells = torch.empty_like(cells)
-        for s in range(0, cells.shape[1], rows):
-            f = cells[:, s : s + rows, :, :, None] * weights
-            e = f.mul(coldness).sub_(shift[:, s : s + rows]).exp_()
-            factor = f.mul_(coldness).add_(centre[:, s : s + rows])  # 1 + c (f - smax)
-            grad_f = factor.mul_(e).mul_(g[:, s : s + rows])
-            grad_cells[:, s : s + rows] = grad_f.mul_(weights).sum(4)
+        for s in range(0, cells.shape[0], rows):
+            f = cells[s : s + rows, :, :, None] * weights
+            e = f.mul(coldness).sub_(shift[s : s + rows]).exp_()
+            factor = f.mul_(coldness).add_(centre[s : s + rows])  # 1 + c (f - smax)
+            grad_f = factor.mul_(e).mul_(g[s : s + rows])
+            grad_cells[s : s + rows] = grad_f.mul_(weights).sum(3)
         return grad_cells, None, None, None
 
+
+#: Elements of one block of the smooth max (about 1 MB in float32: fits in the L2 cache).
+BLOCK_ELEMENTS = 1 << 18
 
 _TINY = torch.finfo(torch.float32).tiny
 
 
-class _SmoothMaxLast(torch.autograd.Function):
-    """Smooth max over the last dimension with a hand-written, allocation-light backward."""
+class _StridedSmoothMax(torch.autograd.Function):
+    """Smooth max at the points of a sampling grid, a few grid rows at a time.
+
+    ``cells``: (B, h, w, D) window values of the auxiliary mask; ``rows``/``cols``: the cell
+    of each grid row/column; ``weights``: (Hs, Ws, D) kernel values at the grid points.
+    Output: (B, Hs, Ws). Like :class:`_SmoothMaxConv`, blocks stay cache-sized and the
+    backward pass recomputes them.
+    """
 
     @staticmethod
     def forward(
-        ctx: torch.autograd.function.FunctionCtx, f: torch.Tensor, coldness: float
+        ctx: torch.autograd.function.FunctionCtx,
+        cells: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        weights: torch.Tensor,
+        coldness: float,
     ) -> torch.Tensor:
-        shift = coldness * f.amax(-1, keepdim=True)
-        e = f.mul(coldness).sub_(shift).exp_()
-        den = e.sum(-1, keepdim=True)
-        out = (e * f).sum(-1, keepdim=True).div_(den)
-        ctx.save_for_backward(f, out, den, shift)
+        b, hs, ws = cells.shape[0], rows.numel(), cols.numel()
+        block = max(1, BLOCK_ELEMENTS // (b * ws * weights.shape[2]))
+        out = cells.new_empty(b, hs, ws)
+        den = cells.new_empty(b, hs, ws)
+        for s in range(0, hs, block):
+            f = _grid_values(cells, rows[s : s + block], cols, weights[s : s + block])
+            e = f.mul(coldness).sub_(coldness * f.amax(3, keepdim=True)).exp_()
+            den_s = e.sum(3).clamp_min_(_TINY)
+            out[:, s : s + block] = e.mul_(f).sum(3).div_(den_s)
+            den[:, s : s + block] = den_s
+        ctx.save_for_backward(cells, rows, cols, weights, out, den)
         ctx.coldness = coldness  # type: ignore[attr-defined]
-        return out.squeeze(-1)
+        ctx.block = block  # type: ignore[attr-defined]
+        return out
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor, None]:
-        f, out, den, shift = ctx.saved_tensors  # type: ignore[attr-defined]
+    ) -> tuple[torch.Tensor | None, None, None, None, None]:
+        cells, rows, cols, weights, out, den = ctx.saved_tensors  # type: ignore[attr-defined]
         c: float = ctx.coldness  # type: ignore[attr-defined]
-        e = f.mul(c).sub_(shift).exp_()
-        factor = f.mul(c).add_(1.0 - c * out)  # 1 + c (f - smax)
-        return factor.mul_(e).mul_(grad_out.unsqueeze(-1) / den), None
+        block: int = ctx.block  # type: ignore[attr-defined]
+        g = (grad_out / den).unsqueeze(3)
+        centre = (1.0 - c * out).unsqueeze(3)
+        grad_cells = torch.zeros_like(cells)
+        b, _, w, d = cells.shape
+        for s in range(0, rows.numel(), block):
+            f = _grid_values(cells, rows[s : s + block], cols, weights[s : s + block])
+            e = f.mul(c).sub_(c * f.amax(3, keepdim=True)).exp_()
+            grad_f = f.mul_(c).add_(centre[:, s : s + block]).mul_(e).mul_(g[:, s : s + block])
+            grad_f.mul_(weights[s : s + block])
+            per_row = grad_f.new_zeros(b, grad_f.shape[1], w, d).index_add_(2, cols, grad_f)
+            grad_cells.index_add_(1, rows[s : s + block], per_row)
+        return grad_cells, None, None, None, None
+
+
+def _grid_values(
+    cells: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    return cells.index_select(1, rows).index_select(2, cols).mul_(weights)
 
 
 class MaskGenerator:
@@ -365,10 +403,11 @@ class MaskGenerator:
             self._grid_weights = self._grid_weights.to(device=device, dtype=self.weights.dtype)
         return self
 
-    def generate(self, params: torch.Tensor, *, rows: int = 1) -> torch.Tensor:
+    def generate(self, params: torch.Tensor, *, rows: int | None = None) -> torch.Tensor:
         """The mask for auxiliary masks ``params`` of shape ``(B, 1, h, w)`` → ``(B, 1, H, W)``.
 
-        ``rows`` rows of cells are processed at a time (a memory/speed trade-off only).
+        ``rows`` rows of cells (over the whole batch) are processed at a time; by default as
+        many as fit in :data:`BLOCK_ELEMENTS` (a memory/speed trade-off only).
         """
         if params.ndim != 4 or params.shape[1] != 1 or tuple(params.shape[2:]) != self.shape_in:
             raise InputError(
@@ -384,7 +423,10 @@ class MaskGenerator:
         if self.stride > 1:
             return self._generate_strided(cells)
         if self.pooling == "softmax" and not math.isinf(self.coldness):
-            out = _SmoothMaxConv.apply(cells, weights, self.coldness, max(1, int(rows)))
+            d, q = weights.shape
+            block = max(1, BLOCK_ELEMENTS // (w * d * q)) if rows is None else max(1, int(rows))
+            flat = _SmoothMaxConv.apply(cells.reshape(b * h, w, d), weights, self.coldness, block)
+            out = flat.reshape(b, h, w, q)
         else:
             f = cells[..., None] * weights
             if self.pooling == "sum":
@@ -402,10 +444,14 @@ class MaskGenerator:
         rows = self._rows.to(cells.device)
         cols = self._cols.to(cells.device)
         weights = self._grid_weights.to(device=cells.device, dtype=cells.dtype)
-        f = cells.index_select(1, rows).index_select(2, cols) * weights  # (B, Hs, Ws, D)
         if self.pooling == "softmax" and not math.isinf(self.coldness):
-            out = _SmoothMaxLast.apply(f, self.coldness)
-        elif self.pooling == "sum":
+            out = _StridedSmoothMax.apply(cells, rows, cols, weights, self.coldness)
+            mask = F.interpolate(
+                out.unsqueeze(1), size=self.shape, mode="bilinear", align_corners=True
+            )
+            return mask.clamp(0.0, 1.0) if self.clamp else mask
+        f = cells.index_select(1, rows).index_select(2, cols) * weights  # (B, Hs, Ws, D)
+        if self.pooling == "sum":
             out = f.sum(-1)
         elif self.pooling == "sigmoid":
             out = torch.sigmoid(self.coldness * f.sum(-1) - 3.0)

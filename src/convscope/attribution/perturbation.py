@@ -141,24 +141,47 @@ class Perturbation:
         self.pyramid = self.pyramid.to(device)
         return self
 
-    def apply(self, mask: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def apply(
+        self, mask: torch.Tensor, index: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
         """The perturbed images :math:`m \\otimes x` for masks of shape ``(B, 1, H, W)``.
 
-        ``index`` (shape ``(B,)``) says which image each mask applies to; by default mask
-        ``i`` applies to image ``i``. Differentiable in ``mask``.
+        ``index`` (B image indices, a tensor or a list) says which image each mask applies
+        to; by default mask ``i`` applies to image ``i``. Rows of the same image should be
+        consecutive: each run reads its image's pyramid without copying it (a list avoids
+        a device synchronization). Differentiable in ``mask``.
         """
-        pyramid = self.pyramid if index is None else self.pyramid[index]
-        b, levels, c, h, w = pyramid.shape
+        n, levels, c, h, w = self.pyramid.shape
+        if index is None:
+            rows = list(range(n))
+        elif isinstance(index, torch.Tensor):
+            rows = [int(i) for i in index.tolist()]
+        else:
+            rows = [int(i) for i in index]
+        b = len(rows)
         if mask.ndim != 4 or mask.shape[0] != b or mask.shape[1] != 1 or mask.shape[2:] != (h, w):
             raise InputError(
                 f"Masks must have shape ({b}, 1, {h}, {w}) to perturb these images, got "
                 f"{tuple(mask.shape)}."
             )
+        if any(i < 0 or i >= n for i in rows):
+            raise InputError(f"Image indices must lie in 0..{n - 1}, got {rows}.")
         pos = mask.clamp(0.0, 1.0) * (levels - 1)
         k = pos.detach().floor().clamp_(max=levels - 2).long()
         frac = pos - k
-        idx = k.unsqueeze(2).expand(b, 1, c, h, w)
-        lower = pyramid.gather(1, idx).squeeze(1)
-        upper = pyramid.gather(1, idx + 1).squeeze(1)
+        lowers, uppers = [], []
+        start = 0
+        while start < b:
+            stop = start + 1
+            while stop < b and rows[stop] == rows[start]:
+                stop += 1
+            # expand() shares the image's pyramid across its rows instead of copying it
+            source = self.pyramid[rows[start]].expand(stop - start, levels, c, h, w)
+            idx = k[start:stop].unsqueeze(2).expand(stop - start, 1, c, h, w)
+            lowers.append(source.gather(1, idx).squeeze(1))
+            uppers.append(source.gather(1, idx + 1).squeeze(1))
+            start = stop
+        lower = torch.cat(lowers) if len(lowers) > 1 else lowers[0]
+        upper = torch.cat(uppers) if len(uppers) > 1 else uppers[0]
         # lerp is exact at both ends (y + 1·(x - y) is not, in floating point)
         return torch.lerp(lower, upper, frac.expand_as(lower))

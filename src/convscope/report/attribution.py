@@ -158,8 +158,13 @@ def build_attribution_section(ctx: Any) -> Section:
             f"{ep_row['pointing']:.3f} against {centre.accuracy:.3f} for the centre baseline."
         ),
         Table(
-            ["method", "pointing (class mean)", "pointing (global)", "difficult",
-             "seconds / image"],
+            [
+                "method",
+                "pointing (class mean)",
+                "pointing (global)",
+                "difficult",
+                "seconds / image",
+            ],
             rows,
             float_format=".3f",
             caption="Pointing game on shapes-cnn; settings in docs/attribution.md.",

@@ -168,7 +168,7 @@ def build_attribution_section(ctx: Any) -> Section:
             rows,
             float_format=".3f",
             caption="Pointing game on shapes-cnn; settings in docs/attribution.md.",
-        ),  # fmt: skip
+        ),
         Figure(
             grid,
             caption="Maps of six methods (columns) on four images (rows); the ground-truth "

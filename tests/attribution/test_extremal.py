@@ -453,3 +453,26 @@ def test_result_survives_a_save_load_round_trip(tmp_path: Path) -> None:
     assert loaded.settings == json.loads(json.dumps(to_jsonable(result.settings)))
     assert loaded.settings["target"] == [0, 1]
     assert math.isclose(loaded.settings["sigma"], 4.0)
+
+
+def test_canvas_area_domain_counts_the_margin_as_torchray_does() -> None:
+    # area_domain="canvas": a is a fraction of image + margin, so the kept region inside
+    # the image is larger than with the paper's image domain, but never more than a·canvas.
+    weights = torch.full((32, 32), 0.2)
+    weights[SMALL_BOX] = 1.0
+    x = torch.full((1, 3, 32, 32), 0.5)
+    x[:, :, SMALL_BOX[0], SMALL_BOX[1]] = 0.9
+    image = extremal_perturbation(WeightedScore(weights), x, 0, 0.25, **SMALL)
+    canvas = extremal_perturbation(
+        WeightedScore(weights), x, 0, 0.25, area_domain="canvas", **SMALL
+    )
+    margin = SMALL["step"] * math.ceil(SMALL["sigma"] / SMALL["step"])
+    ratio = (32 + 2 * margin) ** 2 / 32**2
+    inside_image = float(image.masks.mean())
+    inside_canvas = float(canvas.masks.mean())
+    assert inside_image == pytest.approx(0.25, abs=0.05)
+    assert inside_canvas > inside_image + 0.1
+    assert inside_canvas <= 0.25 * ratio + 0.02
+    assert canvas.settings["area_domain"] == "canvas"
+    with pytest.raises(InputError, match="area_domain"):
+        extremal_perturbation(WeightedScore(weights), x, 0, 0.25, area_domain="pad")

@@ -82,6 +82,7 @@ DELETE_VARIANT = "delete"
 DUAL_VARIANT = "dual"
 Variant = Literal["preserve", "delete", "dual"]
 Schedule = Literal["torchray", "paper"]
+AreaDomain = Literal["image", "canvas"]
 RewardFunction = Callable[[torch.Tensor, Target], torch.Tensor]
 
 
@@ -241,6 +242,7 @@ def extremal_perturbation(
     kernel: KernelName = "torchray",
     padding: PaddingChoice = "mean",
     mask_stride: int = 1,
+    area_domain: AreaDomain = "image",
     batch_size: int | None = None,
     seed: int = 0,
     progress: bool | None = None,
@@ -294,6 +296,11 @@ def extremal_perturbation(
     padding
         Border handling of the blur pyramid (:class:`~convscope.attribution.perturbation.
         Perturbation`); ``"mean"`` pads with the model's normalization mean.
+    area_domain
+        ``"image"`` (default, the paper's :math:`\lVert m\rVert_1 = a|\Omega|`): the masks
+        keep a fraction ``a`` of the image. ``"canvas"``: TorchRay's semantics, ``a`` is a
+        fraction of the image plus its margin (260×260 for a 224 image), so the kept region
+        inside the image is up to :math:`(1 + 2\cdot\text{margin}/H)^2` times larger.
     mask_stride
         Evaluate the smooth mask every ``mask_stride`` pixels and interpolate (1: exact;
         3 makes the generator about 4× cheaper, see
@@ -330,6 +337,8 @@ def extremal_perturbation(
         reward = reward_func
     else:
         raise InputError("reward_func must be 'simple', 'contrastive' or a callable.")
+    if area_domain not in ("image", "canvas"):
+        raise InputError(f"Unknown area_domain {area_domain!r}; use 'image' or 'canvas'.")
     if schedule not in ("torchray", "paper"):
         raise InputError(f"Unknown schedule {schedule!r}; use 'torchray' or 'paper'.")
     iters = (800 if schedule == "torchray" else 1600) if max_iter is None else int(max_iter)
@@ -372,7 +381,9 @@ def extremal_perturbation(
     weights_dev = weights.to(device=device, dtype=dtype)
     rows_image = [i for i in range(n) for _ in range(k)]  # on the host: no device syncs
     # a|Ω| ones on the canvas: the area is a fraction of the image, as in the paper.
-    rows_area = torch.tensor(area_list, dtype=torch.float64).repeat(n) * (h * w / canvas)
+    rows_area = torch.tensor(area_list, dtype=torch.float64).repeat(n)
+    if area_domain == "image":
+        rows_area = rows_area * (h * w / canvas)
     rows_target = _row_target(tgt, k)
 
     masks = torch.empty(n * k, 1, h, w, dtype=dtype, device=device)
@@ -424,7 +435,7 @@ def extremal_perturbation(
         "area_weight": area_weight, "area_weight_growth": area_weight_growth,
         "schedule": schedule, "early_stop": None if stopper is None else vars(stopper),
         "coldness": coldness, "pooling": pooling, "kernel": kernel, "padding": padding,
-        "mask_stride": mask_stride,
+        "mask_stride": mask_stride, "area_domain": area_domain,
         "batch_size": per_forward, "seed": seed,
         "target": tgt.index.tolist() if isinstance(tgt.index, torch.Tensor) else tgt.index,
     }  # fmt: skip

@@ -43,7 +43,7 @@ DEMO_MP_ITERATIONS = 150
 def difficult_pairs(world: Any) -> torch.Tensor:
     """The MP paper's "difficult" images: the target covers < 25% and ≥ 2 objects are drawn."""
     area = world.masks.flatten(1).float().mean(1)
-    return (area < 0.25) & (world.factors["n_objects"] >= 2)
+    return (area < 0.25) & (torch.as_tensor(world.factors["n_objects"]) >= 2)
 
 
 def _options(seed: int) -> dict[str, dict[str, Any]]:

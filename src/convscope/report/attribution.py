@@ -202,7 +202,8 @@ def build_attribution_section(ctx: Any) -> Section:
             float_format=".3f",
         ),
     ]
-    return Section("Attribution by perturbation", blocks, summary=summary)
+    # The table shows every number; the full summary goes to summary.json only.
+    return Section("Attribution by perturbation", blocks, summary=summary, show_summary=False)
 
 
 register_demo_section("attribution", build_attribution_section, order=3)

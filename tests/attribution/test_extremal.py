@@ -476,3 +476,43 @@ def test_canvas_area_domain_counts_the_margin_as_torchray_does() -> None:
     assert canvas.settings["area_domain"] == "canvas"
     with pytest.raises(InputError, match="area_domain"):
         extremal_perturbation(WeightedScore(weights), x, 0, 0.25, area_domain="pad")
+
+
+class _Interrupting(nn.Module):
+    """Counts forward passes and raises KeyboardInterrupt at a chosen one."""
+
+    def __init__(self, model: nn.Module, stop_at: int | None) -> None:
+        super().__init__()
+        self.model = model
+        self.calls = 0
+        self.stop_at = stop_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.stop_at is not None and self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return self.model(x)
+
+
+def test_checkpoint_keeps_finished_groups_across_an_interruption(
+    tiny_cnn: nn.Module, tmp_path: Path
+) -> None:
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    opts: dict[str, Any] = {
+        "max_iter": 6, "step": 2, "sigma": 2.0, "batch_size": 2, "progress": False,
+    }  # fmt: skip
+    reference = extremal_perturbation(tiny_cnn, x, 1, (0.1, 0.3), **opts)
+    path = tmp_path / "ep"
+    # 2 images × 2 areas in groups of 2 rows; 2 forwards before the loop, 6 per group.
+    flaky = _Interrupting(tiny_cnn, stop_at=2 + 6 + 3)
+    with pytest.raises(KeyboardInterrupt):
+        extremal_perturbation(flaky, x, 1, (0.1, 0.3), checkpoint=path, **opts)
+    resumed_model = _Interrupting(tiny_cnn, stop_at=None)
+    resumed = extremal_perturbation(resumed_model, x, 1, (0.1, 0.3), checkpoint=path, **opts)
+    # Only the second group was optimised again: 2 + 6 forwards, plus 2×2 final scores.
+    assert resumed_model.calls == 2 + 6 + 4
+    torch.testing.assert_close(resumed.masks, reference.masks)
+    torch.testing.assert_close(resumed.history, reference.history, equal_nan=True)
+    # A checkpoint of another run is refused.
+    with pytest.raises(InputError, match="different run"):
+        extremal_perturbation(tiny_cnn, x.flip(3), 1, (0.1, 0.3), checkpoint=path, **opts)

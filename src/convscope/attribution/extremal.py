@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -56,6 +57,7 @@ from convscope.attribution.perturbation import (
     model_mean_colour,
 )
 from convscope.core.batching import check_batch_size
+from convscope.core.checkpoint import GroupCheckpoint, fingerprint
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError, TargetError
 from convscope.core.progress import progress_bar
@@ -243,6 +245,7 @@ def extremal_perturbation(
     padding: PaddingChoice = "mean",
     mask_stride: int = 1,
     area_domain: AreaDomain = "image",
+    checkpoint: str | Path | None = None,
     batch_size: int | None = None,
     seed: int = 0,
     progress: bool | None = None,
@@ -305,6 +308,11 @@ def extremal_perturbation(
         Evaluate the smooth mask every ``mask_stride`` pixels and interpolate (1: exact;
         3 makes the generator about 4× cheaper, see
         :class:`~convscope.attribution.masks.MaskGenerator`).
+    checkpoint
+        File prefix: every finished group of rows (``batch_size`` masks) is saved to
+        ``<checkpoint>.npz/.json``; rerunning the same call after an interruption only
+        computes the missing groups. A checkpoint from other images, targets or settings is
+        refused (callable targets and rewards are identified by name only).
     batch_size
         Perturbed images per forward pass (the dual variant uses two per mask); rows beyond
         it are optimized one group after another.
@@ -386,6 +394,20 @@ def extremal_perturbation(
         rows_area = rows_area * (h * w / canvas)
     rows_target = _row_target(tgt, k)
 
+    settings = {
+        "perturbation": perturbation, "variant": variant, "max_iter": iters,
+        "num_levels": num_levels, "max_blur": max_blur, "step": step, "sigma": sigma,
+        "jitter": jitter, "reward_func": reward_func if isinstance(reward_func, str) else
+        getattr(reward_func, "__name__", "custom"), "resize": resize, "resize_mode": resize_mode,
+        "smooth": smooth, "lr": lr, "momentum": momentum, "dampening": dampening,
+        "area_weight": area_weight, "area_weight_growth": area_weight_growth,
+        "schedule": schedule, "early_stop": None if stopper is None else vars(stopper),
+        "coldness": coldness, "pooling": pooling, "kernel": kernel, "padding": padding,
+        "mask_stride": mask_stride, "area_domain": area_domain,
+        "batch_size": per_forward, "seed": seed,
+        "target": tgt.index.tolist() if isinstance(tgt.index, torch.Tensor) else tgt.index
+        if tgt.function is None else getattr(tgt.function, "__qualname__", "callable"),
+    }  # fmt: skip
     masks = torch.empty(n * k, 1, h, w, dtype=dtype, device=device)
     history = torch.full((n * k, 2, iters), float("nan"), dtype=dtype, device=device)
     done = torch.zeros(n * k, dtype=torch.long)
@@ -398,12 +420,28 @@ def extremal_perturbation(
             range(len(groups) * iters), total=len(groups) * iters, desc="extremal", show=progress
         )
         ticker = iter(bar)
-        for rows in groups:
+        saved = None
+        if checkpoint is not None:
+            saved = GroupCheckpoint(checkpoint, fingerprint(x, settings, area_list, n, k))
+        for index, rows in enumerate(groups):
+            if saved is not None and saved.has(index):
+                arrays = saved.get(index)
+                masks[rows] = torch.from_numpy(arrays["masks"]).to(masks)
+                history[rows] = torch.from_numpy(arrays["history"]).to(history)
+                done[rows] = torch.from_numpy(arrays["iterations"])
+                for _ in range(iters):
+                    next(ticker, None)
+                continue
             masks[rows], history[rows], done[rows] = _optimize(
                 model, generator, margin_cells, pyramid, rows_image[rows], rows_area[rows],
                 rows_target.subset(rows), reward, variant, jitter, weights_dev,
                 lr, momentum, dampening, stopper, ticker,
             )  # fmt: skip
+            if saved is not None:
+                saved.put(
+                    index,
+                    {"masks": masks[rows], "history": history[rows], "iterations": done[rows]},
+                )
         for _ in ticker:  # finish the bar when rows stopped early
             pass
         with torch.no_grad():
@@ -426,19 +464,6 @@ def extremal_perturbation(
     if smooth > 0:
         sigma_px = smooth * min(out_masks.shape[-2:])
         out_masks = gaussian_blur(out_masks, sigma_px, padding_mode="constant")
-    settings = {
-        "perturbation": perturbation, "variant": variant, "max_iter": iters,
-        "num_levels": num_levels, "max_blur": max_blur, "step": step, "sigma": sigma,
-        "jitter": jitter, "reward_func": reward_func if isinstance(reward_func, str) else
-        getattr(reward_func, "__name__", "custom"), "resize": resize, "resize_mode": resize_mode,
-        "smooth": smooth, "lr": lr, "momentum": momentum, "dampening": dampening,
-        "area_weight": area_weight, "area_weight_growth": area_weight_growth,
-        "schedule": schedule, "early_stop": None if stopper is None else vars(stopper),
-        "coldness": coldness, "pooling": pooling, "kernel": kernel, "padding": padding,
-        "mask_stride": mask_stride, "area_domain": area_domain,
-        "batch_size": per_forward, "seed": seed,
-        "target": tgt.index.tolist() if isinstance(tgt.index, torch.Tensor) else tgt.index,
-    }  # fmt: skip
     hs = out_masks.shape[-2:]
     return ExtremalResult(
         masks=out_masks.reshape(n, k, 1, *hs).cpu(),

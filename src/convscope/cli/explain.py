@@ -140,7 +140,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if "extremal" in methods:
         # Run once: the masks give the figures, their blurred sum the map.
         start = time.perf_counter()
-        sweep = extremal_perturbation(model, images, targets, **options["extremal"])
+        # Finished groups are kept in --out: an interrupted run resumes where it stopped.
+        sweep = extremal_perturbation(
+            model, images, targets, checkpoint=args.out / "extremal-checkpoint",
+            **options["extremal"],
+        )  # fmt: skip
         result.seconds["extremal"] = time.perf_counter() - start
         result.maps["extremal"] = sweep.saliency().float()
         result.options["extremal"] = options["extremal"]

@@ -4,7 +4,8 @@
   pick-freeze designs A, B, AB_j, BA_j with groups, bounds and SALib's row layout;
 * :mod:`~convscope.sensitivity.estimators` — streaming Sobol' estimators (first, total,
   second order, closed indices) for outputs of any shape, with bootstrap and
-  randomised-QMC intervals; accumulators save, load and merge.
+  randomised-QMC intervals; accumulators save, load and merge;
+* :func:`sobol_indices` — the one-call API (design, batched evaluation, streaming).
 """
 
 from convscope.sensitivity.designs import (
@@ -23,6 +24,7 @@ from convscope.sensitivity.estimators import (
     closed_index,
     replicate_intervals,
 )
+from convscope.sensitivity.sobol import SobolResult, sobol_indices
 
 __all__ = [
     "DESIGN_METHODS",
@@ -33,8 +35,10 @@ __all__ = [
     "SobolAccumulator",
     "SobolIndices",
     "SobolIntervals",
+    "SobolResult",
     "bootstrap_intervals",
     "closed_index",
     "pick_freeze_design",
     "replicate_intervals",
+    "sobol_indices",
 ]

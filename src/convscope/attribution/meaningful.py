@@ -75,6 +75,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from convscope.attribution.perturbation import model_mean_colour
 from convscope.core.batching import batch_slices, check_batch_size
 from convscope.core.device import model_device, model_dtype, to_model
 from convscope.core.errors import InputError, TargetError
@@ -378,11 +379,9 @@ def _check_mask_size(mask_size: int | tuple[int, int] | None, H: int, W: int) ->
 
 
 def _reference_color(model: nn.Module, perturbation: str) -> tuple[float, ...]:
-    info = getattr(model, "convscope_info", None)
-    mean = getattr(info, "mean", None)
-    if mean is None:
+    color = model_mean_colour(model)
+    if color is None:
         return (DEFAULT_GREY,) * 3
-    color = tuple(float(v) for v in mean)
     if len(color) != 3 and perturbation == "constant":
         raise InputError(
             f"model.convscope_info.mean has {len(color)} values; the constant perturbation "

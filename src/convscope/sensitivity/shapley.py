@@ -91,6 +91,7 @@ from convscope.core.results import Result
 from convscope.core.seeding import SeedLike, torch_generator
 from convscope.sensitivity.designs import _resolve_bounds, _resolve_groups, pick_freeze_design
 from convscope.sensitivity.estimators import closed_index
+from convscope.sensitivity.evaluation import BatchedEvaluator
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -211,40 +212,6 @@ def _check_positive(value: Any, name: str) -> int:
     return int(value)
 
 
-class _Evaluator:
-    """Calls ``func`` in chunks of at most ``batch_size`` rows, flattening outputs to (m, P)."""
-
-    def __init__(self, func: Callable[[torch.Tensor], torch.Tensor], batch_size: int) -> None:
-        self.func = func
-        self.batch_size = batch_size
-        self.out_shape: tuple[int, ...] | None = None
-        self.count = 0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for start in range(0, x.shape[0], self.batch_size):
-            chunk = x[start : start + self.batch_size]
-            with torch.no_grad():
-                y = self.func(chunk)
-            if not isinstance(y, torch.Tensor) or y.ndim == 0 or y.shape[0] != chunk.shape[0]:
-                got = type(y).__name__ if not isinstance(y, torch.Tensor) else tuple(y.shape)
-                raise InputError(
-                    f"func must map an (m, d) tensor to an (m, ...) tensor, one row per input "
-                    f"row; for m={chunk.shape[0]} it returned {got}."
-                )
-            shape = tuple(y.shape[1:])
-            if self.out_shape is None:
-                self.out_shape = shape
-            elif shape != self.out_shape:
-                raise InputError(
-                    f"func returned outputs of shape {shape} after {self.out_shape}; every "
-                    "output row must have the same shape."
-                )
-            outs.append(y.detach().reshape(chunk.shape[0], -1).to(torch.float64))
-            self.count += chunk.shape[0]
-        return torch.cat(outs)
-
-
 def _scale(u: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     return bounds[:, 0] + u * (bounds[:, 1] - bounds[:, 0])
 
@@ -288,7 +255,7 @@ def _z_quantile(level: float) -> float:
 
 
 def _exact(
-    ev: _Evaluator,
+    ev: BatchedEvaluator,
     d: int,
     n: int,
     groups: tuple[tuple[int, ...], ...],
@@ -330,7 +297,7 @@ def _exact(
 
 
 def _random_permutation(
-    ev: _Evaluator,
+    ev: BatchedEvaluator,
     d: int,
     n: int,
     n_perm: int,
@@ -376,7 +343,7 @@ def _random_permutation(
 
 
 def _goda(
-    ev: _Evaluator,
+    ev: BatchedEvaluator,
     d: int,
     n: int,
     bounds: torch.Tensor,
@@ -532,7 +499,7 @@ def shapley_effects(
     if method == "goda" and n < 2:
         raise InputError("n must be >= 2 for the standard errors of method='goda'.")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    ev = _Evaluator(func, size)
+    ev = BatchedEvaluator(func, size)
     seed_value = seed if isinstance(seed, int) else None
     intervals: torch.Tensor | None = None
     if method == "exact":

@@ -47,6 +47,7 @@ from convscope.sensitivity.estimators import (
     SobolIndices,
     replicate_intervals,
 )
+from convscope.sensitivity.evaluation import BatchedEvaluator
 
 __all__ = ["SobolResult", "sobol_indices"]
 
@@ -172,6 +173,7 @@ def sobol_indices(
             f"{tuple(bounds_t.shape)}."
         )
     d = bounds_t.shape[0]
+    evaluate = BatchedEvaluator(func, per_call)
     results: list[SobolIndices] = []
     pooled: SobolAccumulator | None = None
     evaluations = 0
@@ -185,12 +187,8 @@ def sobol_indices(
         blocks = list(design.blocks(base_rows))
         for _, sub in progress_bar(blocks, desc="sobol", show=progress):
             rows = sub.rows()
-            with torch.no_grad():
-                outputs = torch.cat(
-                    [_check_outputs(func(rows[s : s + per_call]), rows[s : s + per_call])
-                     for s in range(0, rows.shape[0], per_call)]
-                )  # fmt: skip
-            f_a, f_b, f_ab, f_ba = sub.split(outputs.to(torch.float64))
+            flat = evaluate(rows)
+            f_a, f_b, f_ab, f_ba = sub.split(flat.reshape(len(rows), *(evaluate.out_shape or ())))
             if acc is None:
                 acc = SobolAccumulator(
                     design.k, tuple(f_a.shape[1:]), second_order=second_order,
@@ -227,13 +225,3 @@ def sobol_indices(
         n_evaluations=evaluations,
         settings=settings,
     )
-
-
-def _check_outputs(outputs: Any, rows: torch.Tensor) -> torch.Tensor:
-    if not isinstance(outputs, torch.Tensor) or outputs.ndim < 1 or outputs.shape[0] != len(rows):
-        got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
-        raise InputError(
-            f"func must map an (m, d) tensor to a tensor with m rows; for {len(rows)} rows it "
-            f"returned {got}."
-        )
-    return outputs

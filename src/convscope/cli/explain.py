@@ -115,6 +115,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from convscope.models import load_model
     from convscope.models.evaluation import outputs
     from convscope.plots.attribution import mask_overlay
+    from convscope.plots.images import normalize_heatmap
 
     set_progress(not args.quiet)
     if args.areas is not None and not all(0 < a <= 1 for a in args.areas):
@@ -165,7 +166,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         }
         stem = f"{i:03d}-{path.stem}"
         for m in methods:
-            fig = mask_overlay(images[i], _unit(result.maps[m][i, 0]), title=m)
+            # display scale only; the raw maps are in maps.npz
+            unit = torch.from_numpy(normalize_heatmap(result.maps[m][i, 0]))
+            fig = mask_overlay(images[i], unit, title=m)
             file = args.out / f"{stem}-{m}.png"
             fig.savefig(file, dpi=110, bbox_inches="tight")
             entry["figures"][m] = file.name
@@ -192,9 +195,3 @@ def cmd_explain(args: argparse.Namespace) -> int:
             )
     return 0
 
-
-def _unit(saliency: torch.Tensor) -> torch.Tensor:
-    """Scale a map to [0, 1] for display (the raw maps are in maps.npz)."""
-    s = saliency.float()
-    lo, hi = s.min(), s.max()
-    return (s - lo) / (hi - lo) if hi > lo else torch.zeros_like(s)

@@ -194,4 +194,3 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 + ", ".join(f"{args.out / f}" for f in entry["figures"].values())
             )
     return 0
-

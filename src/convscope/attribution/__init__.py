@@ -12,6 +12,9 @@
   linear approximation, integrated gradients, SmoothGrad, occlusion, RISE and (contrastive)
   excitation backprop, all with the call shape ``(model, input, target, ...)`` and N×1×H×W
   maps;
+* :mod:`~convscope.attribution.region_sobol` — Sobol' indices of image regions (Sobol-SBSA),
+  with :mod:`~convscope.attribution.region_baselines` (KernelSHAP, LIME, integrated gradients
+  and random scores over the same regions);
 * :data:`METHODS` — every method by name, as used by ``convscope explain --method``.
 
 Masks follow one convention: 1 = kept, 0 = perturbed away.
@@ -70,6 +73,21 @@ from convscope.attribution.perturbation import (
     FADE_PERTURBATION,
     Perturbation,
 )
+from convscope.attribution.region_baselines import (
+    REGION_METHODS,
+    integrated_gradients_regions,
+    kernel_shap_regions,
+    lime_regions,
+    random_regions,
+)
+from convscope.attribution.region_sobol import (
+    PERTURBATIONS,
+    RegionSobolResult,
+    inpaint,
+    primary_index_ratio,
+    region_baseline,
+    region_sobol,
+)
 from convscope.attribution.rise import rise, rise_masks
 
 __all__ = [
@@ -80,7 +98,9 @@ __all__ = [
     "FADE_PERTURBATION",
     "METHODS",
     "PAPER_AREAS",
+    "PERTURBATIONS",
     "PRESERVE_VARIANT",
+    "REGION_METHODS",
     "THESIS_CHANNEL_AREAS",
     "AreaSweepResult",
     "ChannelExtremalResult",
@@ -89,6 +109,7 @@ __all__ = [
     "MaskGenerator",
     "MeaningfulResult",
     "Perturbation",
+    "RegionSobolResult",
     "area_loss",
     "area_weight_schedule",
     "attribution_map",
@@ -105,13 +126,21 @@ __all__ = [
     "grad_cam",
     "gradient",
     "guided_backprop",
+    "inpaint",
     "integrated_gradients",
+    "integrated_gradients_regions",
+    "kernel_shap_regions",
+    "lime_regions",
     "linear_approx",
     "meaningful_perturbation",
     "meaningful_perturbation_preset",
     "monotonicity",
     "occlusion",
     "optimal_area",
+    "primary_index_ratio",
+    "random_regions",
+    "region_baseline",
+    "region_sobol",
     "rise",
     "rise_masks",
     "simple_reward",

@@ -302,12 +302,15 @@ class RegionSobolResult(Result):
         return values.argsort(dim=1, descending=True, stable=True)
 
     def top_fraction(self, fraction: float = 0.2, index: Index = "total_order") -> Tensor:
-        """``N×d`` bool: the top ``max(1, round(fraction·d_i))`` regions of each image."""
+        """``N×d`` bool: the top ``k_i = min(d_i, max(1, ⌊fraction·d_i + ½⌋))`` regions of each
+        image (``d_i`` regions with a finite index; ties broken by region index)."""
         if not 0 < fraction <= 1:
             raise InputError(f"fraction must lie in (0, 1], got {fraction!r}.")
         values = self.index(index)
         finite = values.isfinite()
-        k = (fraction * finite.sum(dim=1)).round().clamp_min(1)
+        # halves round up, as convscope.metrics.regions.n_selected (20% of 16 regions = 3)
+        count = finite.sum(dim=1)
+        k = torch.minimum(torch.floor(fraction * count + 0.5).clamp_min(1), count)
         ranks = torch.empty_like(values, dtype=torch.long)
         ranks.scatter_(1, self.rank(index), torch.arange(values.shape[1]).expand_as(ranks))
         return (ranks < k.unsqueeze(1)) & finite

@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every subcommand has ``--help``)."""
-    from convscope.cli import commands, demo, explain
+    from convscope.cli import commands, demo, explain, regions
 
     parser = argparse.ArgumentParser(
         prog="convscope",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     commands.add_parsers(sub)
     explain.add_parser(sub)
+    regions.add_parser(sub)
     return parser
 
 

@@ -35,6 +35,14 @@ from convscope.plots.images import (
     normalize_heatmap,
     overlay_array,
 )
+from convscope.plots.regions import (
+    importance_difference_plot,
+    masking_slope_plot,
+    region_index_panel,
+    region_ranking_plot,
+    sensitivity_n_plot,
+    trend_plot,
+)
 
 __all__ = [
     "area_curves",
@@ -45,15 +53,21 @@ __all__ = [
     "draw_mask",
     "heatmap_overlay",
     "image_grid",
+    "importance_difference_plot",
     "label_colors",
     "label_map_grid",
     "label_map_to_rgb",
     "mask_outline",
     "mask_overlay",
+    "masking_slope_plot",
     "method_grid",
     "normalize_heatmap",
     "optimisation_history",
     "overlay_array",
     "perturbation_panel",
+    "region_index_panel",
+    "region_ranking_plot",
     "sanity_cascade",
+    "sensitivity_n_plot",
+    "trend_plot",
 ]

@@ -63,3 +63,23 @@ def test_attribution_section(report_dir: Path) -> None:
     assert sweep["a_star"] == min(reached)
     # Randomising every layer decorrelates the gradient map from the trained model's.
     assert attribution["sanity"]["gradient"]["all"] < 0.5
+
+
+def test_regions_section(report_dir: Path) -> None:
+    sections = json.loads((report_dir / "summary.json").read_text())["sections"]
+    regions = sections["sobol-region-attribution"]
+    grid = regions["grid"]
+    # the total index concentrates on the target object beyond its area
+    assert grid["total_order_share_on_object"] > 2 * grid["object_area_share"]
+    # the model trained on a spurious background relies more on it (planted ground truth)
+    fgbg = regions["foreground_background"]
+    clean, spurious = fgbg["shapes-cnn"], fgbg["shapes-cnn-spurious"]
+    assert clean["total_order_difference"] > spurious["total_order_difference"] + 0.3
+    methods = regions["methods"]
+    assert set(methods) == {
+        "sobol_total", "sobol_first", "kernel_shap", "lime", "integrated_gradients", "random",
+    }  # fmt: skip
+    # Sobol ranking beats a random one on both metrics
+    total, rand = methods["sobol_total"], methods["random"]
+    assert total["top20_drop"] - total["bottom20_drop"] > rand["top20_drop"] - rand["bottom20_drop"]
+    assert min(total["sensitivity_n"].values()) > max(rand["sensitivity_n"].values())

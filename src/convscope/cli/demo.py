@@ -27,7 +27,11 @@ from convscope.report import Report, Section, Text, demo_sections
 __all__ = ["DEMO_MODULES", "DemoRun", "add_parser", "demo_section_names", "run_demo"]
 
 #: Modules whose import registers demo sections, in no particular order (sections carry one).
-DEMO_MODULES: tuple[str, ...] = ("convscope.report.foundation", "convscope.report.attribution")
+DEMO_MODULES: tuple[str, ...] = (
+    "convscope.report.foundation",
+    "convscope.report.attribution",
+    "convscope.report.regions",
+)
 
 
 @dataclass

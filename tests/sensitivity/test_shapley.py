@@ -305,3 +305,32 @@ def test_group_game_versus_member_sums_on_three_way_interaction() -> None:
     torch.testing.assert_close(
         summed.values, torch.tensor([2 / 3, 1 / 3], dtype=torch.float64), atol=0.03, rtol=0
     )
+
+
+def test_exact_replicate_intervals_cover_ishigami() -> None:
+    # intervals across independent scramblings: the analytic Shapley effects lie inside for
+    # most (seed, input) pairs, and a single replicate reproduces the plain exact estimate
+    truth = ishigami_truth()
+    covered = []
+    for seed in range(10):
+        res = shapley_effects(
+            ishigami, ISH_BOUNDS, 128, replicates=6, seed=10 * seed, batch_size=8192,
+            progress=False,
+        )  # fmt: skip
+        assert res.intervals is not None and res.replicates == 6
+        lo, hi = res.intervals[:, 0], res.intervals[:, 1]
+        covered += ((lo <= truth) & (truth <= hi)).tolist()
+    assert sum(covered) / len(covered) >= 0.8
+    one = shapley_effects(ishigami, ISH_BOUNDS, 128, seed=3, progress=False)
+    again = shapley_effects(ishigami, ISH_BOUNDS, 128, seed=3, replicates=1, progress=False)
+    assert one.intervals is None and torch.equal(one.values, again.values)
+    # the mean of R replicates is the mean of R single runs
+    pooled = shapley_effects(ishigami, ISH_BOUNDS, 128, seed=3, replicates=2, progress=False)
+    other = shapley_effects(ishigami, ISH_BOUNDS, 128, seed=4, progress=False)
+    torch.testing.assert_close(pooled.values, (one.values + other.values) / 2)
+    assert pooled.n_evaluations == 2 * one.n_evaluations
+
+
+def test_replicates_only_for_exact() -> None:
+    with pytest.raises(InputError, match="replicates is used only"):
+        shapley_effects(ishigami, ISH_BOUNDS, 16, method="goda", replicates=2)

@@ -154,6 +154,7 @@ class ShapleyResult(Result):
     n_inner: int | None = None
     level: float = 0.95
     seed: int | None = None
+    replicates: int = 1
 
     def plot(
         self,
@@ -397,6 +398,7 @@ def shapley_effects(
     n_inner: int = 3,
     normalize: bool = True,
     design: str = "sobol",
+    replicates: int = 1,
     level: float = 0.95,
     batch_size: int | None = None,
     seed: SeedLike = 0,
@@ -436,6 +438,11 @@ def shapley_effects(
         Divide by the variance estimate (values sum to one), else variance units.
     design : {"sobol", "random", "lhs"}
         Base design of ``"exact"`` (:func:`~convscope.sensitivity.designs.pick_freeze_design`).
+    replicates : int, default 1
+        ``"exact"`` only: repeat the game on R independent designs (seeds ``seed … seed+R−1``);
+        the values are the mean over replicates and, for R ≥ 2, the intervals are Student-t
+        intervals across them (randomised QMC). Costs R times the evaluations. The permutation
+        methods have their own standard errors and take R = 1.
     level : float, default 0.95
         Confidence level of the intervals.
     batch_size : int, optional
@@ -484,6 +491,14 @@ def shapley_effects(
             f"n_perm is used only by method='random_permutation'; method={method!r} sets its "
             "budget with n. Remove n_perm."
         )
+    replicates = _check_positive(replicates, "replicates")
+    if method != "exact" and replicates != 1:
+        raise InputError(
+            f"replicates is used only by method='exact'; method={method!r} reports its own "
+            "standard errors. Remove replicates."
+        )
+    if replicates > 1 and not isinstance(seed, int):
+        raise InputError("replicates >= 2 need an int seed (replicate r uses seed + r).")
     if method == "exact" and k > MAX_EXACT_PLAYERS:
         raise InputError(
             f"method='exact' estimates all 2^k closed indices and accepts at most "
@@ -503,8 +518,28 @@ def shapley_effects(
     seed_value = seed if isinstance(seed, int) else None
     intervals: torch.Tensor | None = None
     if method == "exact":
-        values, variance = _exact(ev, d, n, resolved, bounds_np, design, seed, dtype, dev, progress)
+        runs = [
+            _exact(
+                ev, d, n, resolved, bounds_np, design,
+                seed + r if replicates > 1 else seed,  # type: ignore[operator]
+                dtype, dev, progress,
+            )
+            for r in range(replicates)
+        ]  # fmt: skip
+        if normalize:
+            # normalise each replicate, then average: the interval is about the fractions
+            runs = [
+                (v * torch.where(var > 0, 1.0 / var.clamp_min(1e-300), 0.0), var) for v, var in runs
+            ]
+        stacked = torch.stack([v for v, _ in runs])
+        values = stacked.mean(0)
+        variance = torch.stack([var for _, var in runs]).mean(0)
         se = None
+        if replicates > 1:
+            from convscope.sensitivity.estimators import _t_quantile
+
+            half = _t_quantile(0.5 + level / 2, replicates - 1) * stacked.std(0) / replicates**0.5
+            intervals = torch.stack([values - half, values + half], dim=1)
     else:
         gen = torch_generator(seed, "cpu")
         b_t = torch.as_tensor(bounds_np, dtype=dtype, device=dev)
@@ -518,7 +553,7 @@ def shapley_effects(
             )
         else:
             values, variance, se = _goda(ev, d, n, b_t, gen, gmat, progress)
-    if normalize:
+    if normalize and method != "exact":
         # Outputs with zero variance have no effects to share; report zeros, not NaN.
         scale = torch.where(variance > 0, 1.0 / variance.clamp_min(1e-300), 0.0)
         values = values * scale
@@ -546,4 +581,5 @@ def shapley_effects(
         n_inner=n_inner if uses_perm else None,
         level=float(level),
         seed=seed_value,
+        replicates=replicates,
     )

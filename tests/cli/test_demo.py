@@ -83,3 +83,14 @@ def test_regions_section(report_dir: Path) -> None:
     total, rand = methods["sobol_total"], methods["random"]
     assert total["top20_drop"] - total["bottom20_drop"] > rand["top20_drop"] - rand["bottom20_drop"]
     assert min(total["sensitivity_n"].values()) > max(rand["sensitivity_n"].values())
+
+
+def test_sensitivity_section(report_dir: Path) -> None:
+    sections = json.loads((report_dir / "summary.json").read_text())["sections"]
+    sens = sections["sensitivity-to-augmentations"]
+    # the class probabilities are explained by the class more than by any augmentation
+    clf = sens["classifier_mean_first_order"]
+    assert max(clf, key=clf.get) == "class"
+    for entry in sens["checkpoints"].values():
+        assert entry["colour_channels"] + entry["geometric_channels"] == entry["channels"]
+        assert set(entry["mean_total_order"]) == set(sens["variables"])

@@ -31,6 +31,7 @@ DEMO_MODULES: tuple[str, ...] = (
     "convscope.report.foundation",
     "convscope.report.attribution",
     "convscope.report.regions",
+    "convscope.report.sensitivity",
 )
 
 

@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every subcommand has ``--help``)."""
-    from convscope.cli import commands, demo, explain, regions
+    from convscope.cli import commands, demo, explain, regions, sensitivity
 
     parser = argparse.ArgumentParser(
         prog="convscope",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parsers(sub)
     explain.add_parser(sub)
     regions.add_parser(sub)
+    sensitivity.add_parser(sub)
     return parser
 
 

@@ -35,6 +35,10 @@ from convscope.plots.images import (
     normalize_heatmap,
     overlay_array,
 )
+from convscope.plots.masking import (
+    masking_dendrogram_plot,
+    masking_matrix_plot,
+)
 from convscope.plots.regions import (
     importance_difference_plot,
     masking_slope_plot,
@@ -43,6 +47,18 @@ from convscope.plots.regions import (
     sensitivity_n_plot,
     trend_plot,
 )
+from convscope.plots.sensitivity import (
+    sensitivity_map_grid,
+    unit_map_panel,
+)
+from convscope.plots.sensitivity_analysis import (
+    confusion_heatmap,
+    correlation_heatmap,
+    decay_curves,
+    dendrogram_plot,
+    jaccard_table,
+    top_classes_table,
+)
 
 __all__ = [
     "area_curves",
@@ -50,15 +66,22 @@ __all__ = [
     "bar_chart",
     "channel_curve",
     "channel_saliency_overlay",
+    "confusion_heatmap",
+    "correlation_heatmap",
+    "decay_curves",
+    "dendrogram_plot",
     "draw_mask",
     "heatmap_overlay",
     "image_grid",
     "importance_difference_plot",
+    "jaccard_table",
     "label_colors",
     "label_map_grid",
     "label_map_to_rgb",
     "mask_outline",
     "mask_overlay",
+    "masking_dendrogram_plot",
+    "masking_matrix_plot",
     "masking_slope_plot",
     "method_grid",
     "normalize_heatmap",
@@ -68,6 +91,9 @@ __all__ = [
     "region_index_panel",
     "region_ranking_plot",
     "sanity_cascade",
+    "sensitivity_map_grid",
     "sensitivity_n_plot",
+    "top_classes_table",
     "trend_plot",
+    "unit_map_panel",
 ]

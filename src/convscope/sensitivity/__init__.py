@@ -8,8 +8,52 @@
 * :func:`sobol_indices` — the one-call API (design, batched evaluation, streaming);
 * :func:`shapley_effects` — Shapley effects: exact from all closed indices (k ≤ 10),
   Song–Nelson–Staum random permutations, Goda's pick-freeze permutations.
+
+Seed 000 (sensitivity of every activation to simultaneous augmentations):
+
+* :mod:`~convscope.sensitivity.augmentations` — the augmentation sets A1 and A2, composition
+  in any order, user-defined augmentations;
+* :func:`augmentation_sensitivity` — Sobol' indices or Shapley effects of every activation of
+  chosen checkpoints, streamed, resumable, sharded over ``torch.distributed``;
+* :mod:`~convscope.sensitivity.analysis` — unit-wise correlations, spatial correlation maps,
+  LDA, hierarchical clustering; :mod:`~convscope.sensitivity.masking` — guided masking of
+  activations; :mod:`~convscope.sensitivity.single_class` — sensitive classes, Jaccard and
+  its null threshold.
 """
 
+from convscope.sensitivity.analysis import (
+    ClusteringResult,
+    CorrelationResult,
+    LDAResult,
+    coefficient_of_variation,
+    correlation_distance,
+    hierarchical_clustering,
+    lda_confusion,
+    spatial_correlation_map,
+    spearman_across_units,
+    unitwise_correlation,
+)
+from convscope.sensitivity.augmentation_sensitivity import (
+    AugmentationProblem,
+    AugmentationSensitivityResult,
+    ImageSource,
+    augmentation_sensitivity,
+)
+from convscope.sensitivity.augmentations import (
+    A1,
+    A2,
+    AUGMENTATION_SETS,
+    AUGMENTATIONS,
+    Augmentation,
+    FunctionAugmentation,
+    Parameter,
+    augmentation_set,
+    compose,
+    hsv_to_rgb,
+    minmax_rescale,
+    permutation_from_index,
+    rgb_to_hsv,
+)
 from convscope.sensitivity.designs import (
     DESIGN_METHODS,
     ROW_LAYOUTS,
@@ -26,31 +70,104 @@ from convscope.sensitivity.estimators import (
     closed_index,
     replicate_intervals,
 )
+from convscope.sensitivity.masking import (
+    ALPHAS,
+    MASK_CONFIGS,
+    QUANTILES,
+    MaskConfig,
+    MaskedPredictionResult,
+    activation_masking,
+    mask_activations,
+    mask_configs,
+    mask_factor,
+    masked_predictions,
+    masking_clusters,
+    masking_linkage,
+    masking_pair_distances,
+    masking_spearman_matrix,
+    spearman_rows,
+)
 from convscope.sensitivity.shapley import (
     MAX_EXACT_PLAYERS,
     SHAPLEY_METHODS,
     ShapleyResult,
     shapley_effects,
 )
+from convscope.sensitivity.single_class import (
+    JaccardNull,
+    TopClasses,
+    jaccard_indices,
+    jaccard_null,
+    mean_jaccard,
+    top_sensitive_classes,
+)
 from convscope.sensitivity.sobol import SobolResult, sobol_indices
 
 __all__ = [
+    "A1",
+    "A2",
+    "ALPHAS",
+    "AUGMENTATIONS",
+    "AUGMENTATION_SETS",
     "DESIGN_METHODS",
     "FIRST_ORDER_ESTIMATORS",
+    "MASK_CONFIGS",
     "MAX_EXACT_PLAYERS",
+    "QUANTILES",
     "ROW_LAYOUTS",
     "SHAPLEY_METHODS",
     "TOTAL_ORDER_ESTIMATORS",
+    "Augmentation",
+    "AugmentationProblem",
+    "AugmentationSensitivityResult",
+    "ClusteringResult",
+    "CorrelationResult",
+    "FunctionAugmentation",
+    "ImageSource",
+    "JaccardNull",
+    "LDAResult",
+    "MaskConfig",
+    "MaskedPredictionResult",
+    "Parameter",
     "PickFreezeDesign",
     "ShapleyResult",
     "SobolAccumulator",
     "SobolIndices",
     "SobolIntervals",
     "SobolResult",
+    "TopClasses",
+    "activation_masking",
+    "augmentation_sensitivity",
+    "augmentation_set",
     "bootstrap_intervals",
     "closed_index",
+    "coefficient_of_variation",
+    "compose",
+    "correlation_distance",
+    "hierarchical_clustering",
+    "hsv_to_rgb",
+    "jaccard_indices",
+    "jaccard_null",
+    "lda_confusion",
+    "mask_activations",
+    "mask_configs",
+    "mask_factor",
+    "masked_predictions",
+    "masking_clusters",
+    "masking_linkage",
+    "masking_pair_distances",
+    "masking_spearman_matrix",
+    "mean_jaccard",
+    "minmax_rescale",
+    "permutation_from_index",
     "pick_freeze_design",
     "replicate_intervals",
+    "rgb_to_hsv",
     "shapley_effects",
     "sobol_indices",
+    "spatial_correlation_map",
+    "spearman_across_units",
+    "spearman_rows",
+    "top_sensitive_classes",
+    "unitwise_correlation",
 ]

@@ -70,6 +70,11 @@ from convscope.sensitivity.estimators import (
     closed_index,
     replicate_intervals,
 )
+from convscope.sensitivity.experiments import (
+    PredictionBiasResult,
+    guided_masking,
+    prediction_bias,
+)
 from convscope.sensitivity.masking import (
     ALPHAS,
     MASK_CONFIGS,
@@ -130,6 +135,7 @@ __all__ = [
     "MaskedPredictionResult",
     "Parameter",
     "PickFreezeDesign",
+    "PredictionBiasResult",
     "ShapleyResult",
     "SobolAccumulator",
     "SobolIndices",
@@ -144,6 +150,7 @@ __all__ = [
     "coefficient_of_variation",
     "compose",
     "correlation_distance",
+    "guided_masking",
     "hierarchical_clustering",
     "hsv_to_rgb",
     "jaccard_indices",
@@ -161,6 +168,7 @@ __all__ = [
     "minmax_rescale",
     "permutation_from_index",
     "pick_freeze_design",
+    "prediction_bias",
     "replicate_intervals",
     "rgb_to_hsv",
     "shapley_effects",

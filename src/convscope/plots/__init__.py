@@ -59,8 +59,12 @@ from convscope.plots.sensitivity_analysis import (
     jaccard_table,
     top_classes_table,
 )
+from convscope.plots.single_augmentation import (
+    accuracy_table,
+)
 
 __all__ = [
+    "accuracy_table",
     "area_curves",
     "area_sweep_strip",
     "bar_chart",

@@ -508,3 +508,27 @@ def test_bad_input_errors() -> None:
                                      torch.rand(1, 2))  # fmt: skip
     with pytest.raises(InputError, match="NaN"):
         nan.indices()
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_row_loop_update_equals_vectorised_update(
+    monkeypatch: pytest.MonkeyPatch, second_order: bool
+) -> None:
+    # many outputs take the in-place row loop; it must give the vectorised sums
+    from convscope.sensitivity import estimators
+
+    g = torch.Generator().manual_seed(0)
+    k, n, p = 3, 7, estimators._ROW_LOOP_OUTPUTS + 5
+    f_a, f_b = torch.randn(n, p, generator=g) + 3, torch.randn(n, p, generator=g) + 3
+    f_ab, f_ba = torch.randn(k, n, p, generator=g) + 3, torch.randn(k, n, p, generator=g) + 3
+    loop = SobolAccumulator(k, p, second_order=second_order)
+    loop.update(f_a, f_b, f_ab, f_ba if second_order else None)
+    loop.update(f_a[:3] * 2, f_b[:3], f_ab[:, :3], f_ba[:, :3] if second_order else None)
+    monkeypatch.setattr(estimators, "_ROW_LOOP_OUTPUTS", 10**9)
+    vec = SobolAccumulator(k, p, second_order=second_order)
+    vec.update(f_a, f_b, f_ab, f_ba if second_order else None)
+    vec.update(f_a[:3] * 2, f_b[:3], f_ab[:, :3], f_ba[:, :3] if second_order else None)
+    for key in vec.sums:
+        torch.testing.assert_close(loop.sums[key], vec.sums[key], rtol=1e-12, atol=1e-9)
+    a, b = loop.indices(), vec.indices()
+    torch.testing.assert_close(a.total_order, b.total_order, rtol=0, atol=1e-12)

@@ -113,6 +113,8 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "dc": ("d", "c"),
 }
 _FORMAT_VERSION = 1
+#: From this many outputs on, :meth:`SobolAccumulator.update` sums row by row in place.
+_ROW_LOOP_OUTPUTS = 2048
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,17 +474,34 @@ class SobolAccumulator:
             assert self.ymin is not None and self.ymax is not None
             self.ymin = torch.minimum(self.ymin, torch.minimum(a.min(0).values, b.min(0).values))
             self.ymax = torch.maximum(self.ymax, torch.maximum(a.max(0).values, b.max(0).values))
-        a, b, c = a - self.shift, b - self.shift, c - self.shift
         s = self.sums
-        s["a"] += a.sum(0)
-        s["b"] += b.sum(0)
-        s["aa"] += (a * a).sum(0)
-        s["bb"] += (b * b).sum(0)
-        s["ab"] += (a * b).sum(0)
-        s["c"] += c.sum(1)
-        s["cc"] += (c * c).sum(1)
-        s["ac"] += (c * a).sum(1)
-        s["bc"] += (c * b).sum(1)
+        if p >= _ROW_LOOP_OUTPUTS:
+            # Many outputs (activation maps): fused in-place updates row by row keep the
+            # working set in cache and allocate no (k, n, P) temporaries — about 4x faster.
+            for i in range(n):
+                ai, bi = a[i] - self.shift, b[i] - self.shift
+                ci = c[:, i] - self.shift
+                s["a"] += ai
+                s["b"] += bi
+                s["aa"].addcmul_(ai, ai)
+                s["bb"].addcmul_(bi, bi)
+                s["ab"].addcmul_(ai, bi)
+                s["c"] += ci
+                s["cc"].addcmul_(ci, ci)
+                s["ac"].addcmul_(ci, ai)
+                s["bc"].addcmul_(ci, bi)
+            c = c - self.shift if d is not None else c
+        else:
+            a, b, c = a - self.shift, b - self.shift, c - self.shift
+            s["a"] += a.sum(0)
+            s["b"] += b.sum(0)
+            s["aa"] += (a * a).sum(0)
+            s["bb"] += (b * b).sum(0)
+            s["ab"] += (a * b).sum(0)
+            s["c"] += c.sum(1)
+            s["cc"] += (c * c).sum(1)
+            s["ac"] += (c * a).sum(1)
+            s["bc"] += (c * b).sum(1)
         if d is not None:
             d = d - self.shift
             s["d"] += d.sum(1)

@@ -528,52 +528,27 @@ def random_regions(input: torch.Tensor, regions: Regions, *, seed: SeedLike = 0)
 # --- registry ---------------------------------------------------------------------------------
 
 
-def _kernel_shap_method(
-    model: nn.Module,
-    input: torch.Tensor,
-    target: TargetLike,
-    regions: Regions,
-    *,
-    baseline: float | torch.Tensor = 0.0,
-    batch_size: int | None = 64,
-    seed: SeedLike = 0,
-    n_samples: int | None = None,
-    **_: Any,
-) -> torch.Tensor:
-    return kernel_shap_regions(
-        model,
-        input,
-        target,
-        regions,
-        n_samples=n_samples,
-        baseline=baseline,
-        batch_size=batch_size,
-        seed=seed,
-    )
+def _sampling_method(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """KernelSHAP/LIME under the common registry signature (extra keywords ignored)."""
 
+    def method(
+        model: nn.Module,
+        input: torch.Tensor,
+        target: TargetLike,
+        regions: Regions,
+        *,
+        baseline: float | torch.Tensor = 0.0,
+        batch_size: int | None = 64,
+        seed: SeedLike = 0,
+        n_samples: int | None = None,
+        **_: Any,
+    ) -> torch.Tensor:
+        return fn(
+            model, input, target, regions, n_samples=n_samples, baseline=baseline,
+            batch_size=batch_size, seed=seed,
+        )  # fmt: skip
 
-def _lime_method(
-    model: nn.Module,
-    input: torch.Tensor,
-    target: TargetLike,
-    regions: Regions,
-    *,
-    baseline: float | torch.Tensor = 0.0,
-    batch_size: int | None = 64,
-    seed: SeedLike = 0,
-    n_samples: int | None = None,
-    **_: Any,
-) -> torch.Tensor:
-    return lime_regions(
-        model,
-        input,
-        target,
-        regions,
-        n_samples=n_samples,
-        baseline=baseline,
-        batch_size=batch_size,
-        seed=seed,
-    )
+    return method
 
 
 def _integrated_gradients_method(
@@ -608,8 +583,8 @@ def _random_method(
 #: method does not use are ignored (IG ignores ``seed`` and ``n_samples``; random ignores all
 #: but ``seed``).
 REGION_METHODS: dict[str, Callable[..., torch.Tensor]] = {
-    "kernel_shap": _kernel_shap_method,
-    "lime": _lime_method,
+    "kernel_shap": _sampling_method(kernel_shap_regions),
+    "lime": _sampling_method(lime_regions),
     "integrated_gradients": _integrated_gradients_method,
     "random": _random_method,
 }

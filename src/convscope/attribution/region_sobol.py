@@ -58,6 +58,8 @@ from convscope.core.targets import Target, TargetLike, as_target, check_target_c
 from convscope.core.validation import check_images
 from convscope.data.filters import gaussian_blur
 from convscope.data.regions import Regions, grid_regions
+from convscope.metrics.deletion import normalization_mean
+from convscope.metrics.regions import n_selected, region_heatmap
 from convscope.sensitivity.designs import pick_freeze_design
 from convscope.sensitivity.estimators import SobolAccumulator, bootstrap_intervals
 
@@ -108,15 +110,6 @@ def as_regions(regions: Regions | int | tuple[int, int], shape: tuple[int, int])
         f"superpixel_regions, foreground_background), a grid size g or (rows, cols); got "
         f"{type(regions).__name__}."
     )
-
-
-def _normalization_mean(model: nn.Module) -> Tensor | None:
-    from convscope.data.normalization import Normalize
-
-    for module in model.modules():
-        if isinstance(module, Normalize):
-            return module.mean.detach().reshape(1, -1, 1, 1)
-    return None
 
 
 def inpaint(x: Tensor, hole: Tensor) -> Tensor:
@@ -194,7 +187,7 @@ def region_baseline(
     if space not in ("normalized", "pixel"):
         raise InputError(f"space must be 'normalized' or 'pixel', got {space!r}.")
     if perturbation == "scale":
-        mean = _normalization_mean(model) if space == "normalized" else None
+        mean = normalization_mean(model) if space == "normalized" else None
         if mean is None:
             return torch.zeros_like(x)
         return mean.to(device=x.device, dtype=x.dtype).expand_as(x).clone()
@@ -308,9 +301,8 @@ class RegionSobolResult(Result):
             raise InputError(f"fraction must lie in (0, 1], got {fraction!r}.")
         values = self.index(index)
         finite = values.isfinite()
-        # halves round up, as convscope.metrics.regions.n_selected (20% of 16 regions = 3)
-        count = finite.sum(dim=1)
-        k = torch.minimum(torch.floor(fraction * count + 0.5).clamp_min(1), count)
+        # the rounding rule of the region metrics (halves up, 20% of 16 regions = 3)
+        k = torch.tensor([n_selected(fraction, int(c)) if c else 0 for c in finite.sum(dim=1)])
         ranks = torch.empty_like(values, dtype=torch.long)
         ranks.scatter_(1, self.rank(index), torch.arange(values.shape[1]).expand_as(ranks))
         return (ranks < k.unsqueeze(1)) & finite
@@ -340,10 +332,7 @@ class RegionSobolResult(Result):
 
     def heatmap(self, index: Index = "total_order") -> Tensor:
         """``N×H×W`` map of each region's value (NaN on empty regions)."""
-        values = self.index(index)
-        labels = self.labels.expand(values.shape[0], -1, -1)
-        flat = values.gather(1, labels.reshape(values.shape[0], -1))
-        return flat.view_as(labels)
+        return region_heatmap(self.index(index), self.regions)
 
     def plot(self, images: Tensor | None = None, *, image_index: int = 0) -> Any:
         """Rows S_i, S_Ti and PIR over image ``image_index`` (a blank canvas without images)."""

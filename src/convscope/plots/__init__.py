@@ -62,6 +62,12 @@ from convscope.plots.sensitivity_analysis import (
 from convscope.plots.single_augmentation import (
     accuracy_table,
 )
+from convscope.plots.viewer import (
+    nmf_figure,
+    similarity_figure,
+    sweep_figure,
+    upscale_map,
+)
 
 __all__ = [
     "accuracy_table",
@@ -88,6 +94,7 @@ __all__ = [
     "masking_matrix_plot",
     "masking_slope_plot",
     "method_grid",
+    "nmf_figure",
     "normalize_heatmap",
     "optimisation_history",
     "overlay_array",
@@ -97,7 +104,10 @@ __all__ = [
     "sanity_cascade",
     "sensitivity_map_grid",
     "sensitivity_n_plot",
+    "similarity_figure",
+    "sweep_figure",
     "top_classes_table",
     "trend_plot",
     "unit_map_panel",
+    "upscale_map",
 ]

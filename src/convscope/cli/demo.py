@@ -32,6 +32,7 @@ DEMO_MODULES: tuple[str, ...] = (
     "convscope.report.attribution",
     "convscope.report.regions",
     "convscope.report.sensitivity",
+    "convscope.report.viewer",
 )
 
 

@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every subcommand has ``--help``)."""
-    from convscope.cli import commands, demo, explain, regions, sensitivity
+    from convscope.cli import commands, demo, explain, overlay, regions, sensitivity
 
     parser = argparse.ArgumentParser(
         prog="convscope",
@@ -35,13 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_parser(sub)
     regions.add_parser(sub)
     sensitivity.add_parser(sub)
+    overlay.add_parser(sub)
+    overlay.add_serve_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``convscope`` command; return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arglist = list(sys.argv[1:] if argv is None else argv)
+    if arglist[:2] == ["overlay", "serve"]:
+        # `overlay serve DIR` shares its first word with `overlay IMAGE...`; argparse cannot
+        # tell them apart, so it is dispatched to its own (hidden) subcommand.
+        arglist = ["overlay-serve", *arglist[2:]]
+    args = parser.parse_args(arglist)
     handler: Handler = args.handler
     try:
         return handler(args)

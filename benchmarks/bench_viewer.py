@@ -116,6 +116,35 @@ def sprite_sheet_bytes(feats: np.ndarray) -> int:
     return sum(len(png) for row in sprite_sheets(feats) for png in row)
 
 
+# After a frame, wait a random part of the next one: a real mouse is not in phase with the
+# display, so its events wait 0-16.7 ms for the frame that dispatches them.
+NEXT_FRAME = """(delay) => new Promise(r =>
+    requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, delay))))"""
+WARMUP = 10  # moves before the timed ones (JIT), not counted
+
+
+def hover_randomly(
+    page: Any,
+    rng: np.random.Generator,
+    grids: list[list[tuple[list[float], int]]],
+    moves: int,
+    reset: str,
+) -> None:
+    """Real mouse moves to the centres of random cells, one per frame.
+
+    ``grids[k][i]`` is the box ``[left, top, width, height]`` of image ``i`` in row ``k`` and its
+    grid side; ``reset`` is JavaScript that clears the page's timings after the warm-up.
+    """
+    for i in range(moves + WARMUP):
+        if i == WARMUP:
+            page.evaluate(reset)
+        row_tiles = grids[int(rng.integers(len(grids)))]
+        (left, top, width, height), side = row_tiles[int(rng.integers(len(row_tiles)))]
+        row, col = rng.integers(side, size=2)
+        page.mouse.move(left + (col + 0.5) * width / side, top + (row + 0.5) * height / side)
+        page.evaluate(NEXT_FRAME, float(rng.uniform(0.0, 16.0)))
+
+
 # The original's design rebuilt for timing (our code, same mechanism): every (source, target)
 # sheet is a PNG; hovering sets the overlay's background-image to the hovered image's sheets and
 # its background-position to the hovered tile, so the browser computes nothing.
@@ -168,7 +197,7 @@ def sprite_document(feats: np.ndarray, sheets: list[list[bytes]]) -> str:
 def run_sprite_config(browser: Any, feats: np.ndarray, moves: int, seed: int) -> dict[str, Any]:
     """Hover latency of the original's sprite-sheet design on the same features."""
     rng = np.random.default_rng(seed + 1)
-    n, h = feats.shape[0], feats.shape[1]
+    h = feats.shape[1]
     document = sprite_document(feats, sprite_sheets(feats))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sprites.html"
@@ -182,17 +211,9 @@ def run_sprite_config(browser: Any, feats: np.ndarray, moves: int, seed: int) ->
             "() => Array.from(document.querySelectorAll('.tile')).map(t => {"
             " const b = t.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; })"
         )
-        frame = """(delay) => new Promise(r =>
-            requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, delay))))"""
-        for i in range(moves + 10):
-            if i == 10:
-                page.evaluate("() => { spriteStats.latencies.length = 0;"
-                              " spriteStats.dispatch.length = 0; }")  # fmt: skip
-            img = int(rng.integers(n))
-            row, col = rng.integers(h, size=2)
-            left, top, width, height = boxes[img]
-            page.mouse.move(left + (col + 0.5) * width / h, top + (row + 0.5) * height / h)
-            page.evaluate(frame, float(rng.uniform(0.0, 16.0)))
+        grid = [[(box, h) for box in boxes]]
+        reset = "() => { spriteStats.latencies.length = 0; spriteStats.dispatch.length = 0; }"
+        hover_randomly(page, rng, grid, moves, reset)
         stats = page.evaluate("() => window.spriteStats")
         context.close()
     return {
@@ -236,24 +257,12 @@ def run_config(
                    const b = t.frame.getBoundingClientRect();
                    return [b.left, b.top, b.width, b.height]; }))"""
         )
-        # After a frame, wait a random part of the next one: a real mouse is not in phase with
-        # the display, so its events wait 0-16.7 ms for the frame that dispatches them.
-        frame = """(delay) => new Promise(r =>
-            requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, delay))))"""
-        for i in range(moves + 10):
-            if i == 10:  # warm-up moves (JIT) are not counted
-                page.evaluate(
-                    "() => { const s = window.convscopeViewers[0].stats;"
-                    " for (const k of ['latencies', 'compute', 'render', 'dispatch'])"
-                    " s[k].length = 0; }"
-                )
-            k = int(rng.integers(len(sizes)))
-            img = int(rng.integers(n))
-            s = sizes[k]
-            row, col = rng.integers(s, size=2)
-            left, top, width, height = boxes[k][img]
-            page.mouse.move(left + (col + 0.5) * width / s, top + (row + 0.5) * height / s)
-            page.evaluate(frame, float(rng.uniform(0.0, 16.0)))  # one hover per frame
+        grids = [[(box, s) for box in row] for row, s in zip(boxes, sizes, strict=True)]
+        reset = (
+            "() => { const s = window.convscopeViewers[0].stats;"
+            " for (const k of ['latencies', 'compute', 'render', 'dispatch']) s[k].length = 0; }"
+        )
+        hover_randomly(page, rng, grids, moves, reset)
         stats = page.evaluate("() => window.convscopeViewers[0].stats")
         context.close()
     html_bytes = len(document.encode("utf-8"))

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -84,3 +86,27 @@ def page(browser: Any) -> Iterator[Any]:
         yield pg
     finally:
         context.close()
+
+
+class TwoScaleCNN(nn.Module):
+    """16×16 then 8×8 post-ReLU grids on 16×16 inputs; ``conv2`` is a signed layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.relu1(self.conv1(x)))
+        return self.head(self.relu2(self.conv2(x)))
+
+
+@pytest.fixture(scope="module")
+def two_scale_cnn() -> TwoScaleCNN:
+    """A seeded :class:`TwoScaleCNN` in eval mode (not modified by the tests)."""
+    torch.manual_seed(0)
+    return TwoScaleCNN().eval()

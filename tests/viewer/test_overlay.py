@@ -21,27 +21,9 @@ from convscope.viewer.payload import decode_array
 from convscope.viewer.transforms import rotation_correspondence, scale_correspondence
 
 
-class TwoScaleCNN(nn.Module):
-    """16×16 then 8×8 feature grids, post-ReLU; a signed conv layer too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.relu1(self.conv1(x)))
-        return self.head(self.relu2(self.conv2(x)))
-
-
 @pytest.fixture
-def model() -> TwoScaleCNN:
-    torch.manual_seed(0)
-    return TwoScaleCNN().eval()
+def model(two_scale_cnn: nn.Module) -> nn.Module:
+    return two_scale_cnn
 
 
 @pytest.fixture
@@ -65,7 +47,7 @@ def _eps_cosine(a: np.ndarray, b: np.ndarray, eps: float) -> float:
     return float(a @ b / ((np.linalg.norm(a) + eps) * (np.linalg.norm(b) + eps)))
 
 
-def test_similarity_equals_brute_force(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_similarity_equals_brute_force(model: nn.Module, pictures: torch.Tensor) -> None:
     view = similarity_overlay(model, pictures, ["relu1", "relu2"], nmf=None)
     for layer in ("relu1", "relu2"):
         acts = _hooked(model, pictures, layer)
@@ -85,7 +67,7 @@ def test_similarity_equals_brute_force(model: TwoScaleCNN, pictures: torch.Tenso
         assert maps.min() >= -1e-6 and maps.max() <= 1 + 1e-6
 
 
-def test_payload_holds_the_normalised_vectors(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_payload_holds_the_normalised_vectors(model: nn.Module, pictures: torch.Tensor) -> None:
     view = similarity_overlay(
         model, pictures, ["relu1", "relu2"], names=["a.png", "b.png", "c.png"],
         labels=["x", None, "z"], nmf=2, sweeps=["rotation", "scale"], sweep_image=2,
@@ -120,7 +102,7 @@ def test_payload_holds_the_normalised_vectors(model: TwoScaleCNN, pictures: torc
         assert len(sweep["images"]) == len(sweep["values"])
 
 
-def test_predicted_labels_follow_the_model(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_predicted_labels_follow_the_model(model: nn.Module, pictures: torch.Tensor) -> None:
     view = similarity_overlay(model, pictures, "relu2", nmf=None)
     with torch.no_grad():
         probs = model(pictures).softmax(1)
@@ -129,7 +111,7 @@ def test_predicted_labels_follow_the_model(model: TwoScaleCNN, pictures: torch.T
         assert label == f"class {k} ({float(p[k]):.0%})"
 
 
-def test_centred_similarity_is_signed(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_centred_similarity_is_signed(model: nn.Module, pictures: torch.Tensor) -> None:
     view = similarity_overlay(model, pictures, "relu2", center=True, nmf=None)
     acts = _hooked(model, pictures, "relu2")
     mean = acts.mean(axis=(0, 2, 3))
@@ -141,7 +123,7 @@ def test_centred_similarity_is_signed(model: TwoScaleCNN, pictures: torch.Tensor
     assert payload["signed"] is True and payload["display"]["colormap"] == "coolwarm"
 
 
-def test_downsampling_fits_the_budget(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_downsampling_fits_the_budget(model: nn.Module, pictures: torch.Tensor) -> None:
     view = similarity_overlay(model, pictures, ["relu1", "relu2"], nmf=None)
     full = view.estimate_bytes()
     assert full.parts["layer relu1"] == 4 * math.ceil(3 * 16 * 16 * 8 * 2 / 3)
@@ -164,7 +146,7 @@ def test_downsampling_fits_the_budget(model: TwoScaleCNN, pictures: torch.Tensor
     assert size <= budget
 
 
-def test_oversize_policies(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_oversize_policies(model: nn.Module, pictures: torch.Tensor) -> None:
     view = similarity_overlay(model, pictures, ["relu1"], nmf=None, max_bytes=1000)
     view.oversize = "error"
     with pytest.raises(InputError, match=r"over the budget.*save_folder"):
@@ -179,7 +161,7 @@ def test_oversize_policies(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
 
 
 def test_estimate_matches_the_written_files(
-    model: TwoScaleCNN, pictures: torch.Tensor, tmp_path: Path
+    model: nn.Module, pictures: torch.Tensor, tmp_path: Path
 ) -> None:
     view = similarity_overlay(
         model, pictures, ["relu1", "relu2"], nmf=2, sweeps={"rotation": [0, 90]}
@@ -205,7 +187,7 @@ def test_estimate_matches_the_written_files(
 
 
 def test_labels_never_reach_html_unescaped(
-    model: TwoScaleCNN, pictures: torch.Tensor, tmp_path: Path
+    model: nn.Module, pictures: torch.Tensor, tmp_path: Path
 ) -> None:
     evil = "<img src=x onerror=alert(1)></script><script>alert(2)</script>"
     view = similarity_overlay(
@@ -220,7 +202,7 @@ def test_labels_never_reach_html_unescaped(
     assert srcdoc is not None and html.unescape(srcdoc.group(1)) == doc
 
 
-def test_nmf_on_signed_layers(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_nmf_on_signed_layers(model: nn.Module, pictures: torch.Tensor) -> None:
     with pytest.warns(UserWarning, match="NMF skipped"):
         view = similarity_overlay(model, pictures, "conv2")
     assert view.nmf is None and "NMF skipped" in view.notes[0]
@@ -228,7 +210,7 @@ def test_nmf_on_signed_layers(model: TwoScaleCNN, pictures: torch.Tensor) -> Non
         similarity_overlay(model, pictures, "conv2", nmf_layer="conv2")
 
 
-def test_bad_input(model: TwoScaleCNN, pictures: torch.Tensor) -> None:
+def test_bad_input(model: nn.Module, pictures: torch.Tensor) -> None:
     with pytest.raises(LayerNotFoundError, match="relu2"):
         similarity_overlay(model, pictures, "relu_2", nmf=None)
     with pytest.raises(InputError, match="names"):

@@ -23,25 +23,9 @@ from convscope.viewer.similarity import synchronized_cell
 pytestmark = pytest.mark.browser
 
 
-class TwoScaleCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.pool = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
-        self.relu2 = nn.ReLU()
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.relu1(self.conv1(x)))
-        return self.head(self.relu2(self.conv2(x)))
-
-
 @pytest.fixture(scope="module")
-def view() -> SimilarityOverlay:
-    torch.manual_seed(0)
-    model = TwoScaleCNN().eval()
+def view(two_scale_cnn: nn.Module) -> SimilarityOverlay:
+    model = two_scale_cnn
     x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     return similarity_overlay(
         model, x, ["relu1", "relu2"], names=["a", "b", "c"], nmf=2,

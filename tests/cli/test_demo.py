@@ -94,3 +94,33 @@ def test_sensitivity_section(report_dir: Path) -> None:
     for entry in sens["checkpoints"].values():
         assert entry["colour_channels"] + entry["geometric_channels"] == entry["channels"]
         assert set(entry["mean_total_order"]) == set(sens["variables"])
+
+
+def test_viewer_section(report_dir: Path) -> None:
+    from convscope.viewer.payload import decode_array
+
+    sections = json.loads((report_dir / "summary.json").read_text())["sections"]
+    view = sections["similarity-overlays"]
+    page = (report_dir / "index.html").read_text()
+    assert 'href="overlay.html"' in page
+    viewer = (report_dir / view["file"]).read_text()
+    assert viewer.lower().startswith("<!doctype html>") and "https://" not in viewer
+    assert view["bytes"] == (report_dir / view["file"]).stat().st_size
+    assert view["layers"] == {
+        "model.features.relu2": [32, 32, 32],
+        "model.features.relu3": [64, 16, 16],
+        "model.features.relu4": [128, 8, 8],
+    }
+    # the embedded vectors are unit vectors up to ε and float16: cosine of a cell with itself
+    data = re.search(r'class="convscope-data">(.*?)</script>', viewer, re.S)
+    assert data is not None
+    payload = json.loads(data.group(1))
+    feats = decode_array(payload["layers"][0]["features"]).astype("float64")
+    norms = (feats**2).sum(-1) ** 0.5
+    assert ((norms > 0.99) | (norms == 0)).all() and (norms < 1.001).all()
+    for kind, values in (("rotation", 0.0), ("scale", 1.0)):
+        sweep = view["sweeps"][kind]
+        at_identity = sweep["mean_similarity"][sweep["values"].index(values)]
+        assert at_identity == pytest.approx(1.0, abs=1e-3)
+        assert max(m for v, m in zip(sweep["values"], sweep["mean_similarity"], strict=True)
+                   if v != values) < at_identity  # fmt: skip

@@ -135,3 +135,21 @@ def test_embedded_viewer_cannot_reach_the_network(
         server.server_close()
     assert outcome == "blocked"
     assert not any(u.startswith("http") for u in requests)
+
+
+def test_keys_work_while_hovering_without_a_click(
+    view: SimilarityOverlay, page: Any, tmp_path: Path
+) -> None:
+    page.goto(view.save(tmp_path / "view.html").as_uri())
+    page.evaluate("() => window.convscopeViewers[0].ready")
+    box = page.locator(".convscope-viewer canvas").first.bounding_box()
+    # the centre of cell (4, 4) of image 0 at relu1 (16×16 cells)
+    page.mouse.move(box["x"] + 4.5 * box["width"] / 16, box["y"] + 4.5 * box["height"] / 16)
+    page.keyboard.press("ArrowRight")
+    state = page.evaluate("() => window.convscopeViewers[0].state.query")
+    assert state == {"layer": "relu1", "image": 0, "row": 4, "col": 5}
+    page.keyboard.press("m")
+    assert page.evaluate("() => window.convscopeViewers[0].state.options.view") == "nmf"
+    page.mouse.move(0, 0)  # outside the viewer, unfocused: keys are the page's again
+    page.keyboard.press("m")
+    assert page.evaluate("() => window.convscopeViewers[0].state.options.view") == "nmf"

@@ -171,6 +171,7 @@
       this._frame = 0;
       this._pendingEvent = null;
       this._mouseInside = false;
+      this._mouseOver = false;
       this.ready = this._start();
     }
 
@@ -357,7 +358,15 @@
 
       root.appendChild(app);
       if (!root.hasAttribute("tabindex")) root.setAttribute("tabindex", "0");
-      root.addEventListener("keydown", (ev) => this._onKey(ev));
+      // Keys reach the viewer when it has the focus, and also while the mouse is over it (so
+      // hovering and pressing a key works without clicking first); never twice.
+      document.addEventListener("keydown", (ev) => {
+        const focused = root.contains(document.activeElement);
+        const idle = !document.activeElement || document.activeElement === document.body;
+        if (focused || (idle && this._mouseOver)) this._onKey(ev);
+      });
+      root.addEventListener("mouseenter", () => { this._mouseOver = true; });
+      root.addEventListener("mouseleave", () => { this._mouseOver = false; });
       this._applyOpacity();
     }
 

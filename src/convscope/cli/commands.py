@@ -12,7 +12,14 @@ import torch
 from convscope.core.errors import InputError
 from convscope.core.progress import set_progress
 
-__all__ = ["add_model_file_options", "add_parsers", "positive_int"]
+__all__ = [
+    "add_model_file_options",
+    "add_parsers",
+    "input_size",
+    "load_cli_model",
+    "load_model_and_images",
+    "positive_int",
+]
 
 
 def _add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -117,19 +124,37 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace, name: str) -> torch.nn.Module:
+def load_cli_model(args: argparse.Namespace) -> torch.nn.Module:
+    """The model named by ``--model`` (with ``--weights``/``--arch``)."""
     from convscope.models import load_model
 
-    return load_model(name, weights=args.weights, arch=args.arch)
+    return load_model(args.model, weights=args.weights, arch=args.arch)
+
+
+def input_size(
+    args: argparse.Namespace, model: torch.nn.Module, default: int | None = None
+) -> int | None:
+    """``--size``, else the model's own input size, else ``default`` (None: the files' size)."""
+    info = getattr(model, "convscope_info", None)
+    return args.size or (info.input_size if info and info.input_size else default)
+
+
+def load_model_and_images(
+    args: argparse.Namespace, *, default_size: int | None = None
+) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The ``--model`` and the ``images`` files, resized as :func:`input_size` says."""
+    from convscope.data.io import load_images
+
+    model = load_cli_model(args)
+    return model, load_images(args.images, size=input_size(args, model, default_size))
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
     from convscope.core.device import to_model
     from convscope.core.hooks import layer_calls
 
-    model = _load(args, args.model)
-    info = getattr(model, "convscope_info", None)
-    size = args.size or (info.input_size if info and info.input_size else 224)
+    model = load_cli_model(args)
+    size = input_size(args, model) or 224
     try:
         calls = layer_calls(model, to_model(torch.rand(1, 3, size, size), model))
     except RuntimeError as exc:
@@ -148,13 +173,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from convscope.data.io import load_images
     from convscope.models.evaluation import outputs
 
-    model = _load(args, args.model)
+    model, images = load_model_and_images(args)
     info = getattr(model, "convscope_info", None)
-    size = args.size or (info.input_size if info else None)
-    images = load_images(args.images, size=size)
     probs = outputs(model, images).softmax(1)
     names = (
         list(info.class_names)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from convscope.cli.commands import add_model_file_options, positive_int
+from convscope.cli.commands import add_model_file_options, load_model_and_images, positive_int
 from convscope.core.errors import InputError, TargetError, suggestion
 from convscope.core.progress import set_progress
 
@@ -111,8 +111,6 @@ def _method_options(method: str, args: argparse.Namespace) -> dict[str, Any]:
 def cmd_explain(args: argparse.Namespace) -> int:
     from convscope.attribution.extremal import extremal_perturbation
     from convscope.attribution.methods import compare_methods, resolve_method
-    from convscope.data.io import load_images
-    from convscope.models import load_model
     from convscope.models.evaluation import outputs
     from convscope.plots.attribution import mask_overlay
     from convscope.plots.images import normalize_heatmap
@@ -121,10 +119,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.areas is not None and not all(0 < a <= 1 for a in args.areas):
         raise InputError(f"--areas are fractions in (0, 1], got {args.areas}; 10% is 0.1.")
     methods = [resolve_method(m) for part in args.method for m in part.split(",") if m]
-    model = load_model(args.model, weights=args.weights, arch=args.arch)
+    model, images = load_model_and_images(args)
     info = getattr(model, "convscope_info", None)
-    size = args.size or (info.input_size if info and info.input_size else None)
-    images = load_images(args.images, size=size)
     with torch.no_grad():
         probs = outputs(model, images).softmax(1)
     names = list(info.class_names) if info and info.class_names else None

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from convscope.cli.commands import add_model_file_options, positive_int
+from convscope.cli.commands import add_model_file_options, load_model_and_images, positive_int
 from convscope.core.errors import InputError
 from convscope.core.progress import set_progress
 
@@ -109,19 +109,12 @@ def cmd_overlay_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_overlay(args: argparse.Namespace) -> int:
-    from convscope.data.io import load_images
-    from convscope.models import load_model
     from convscope.viewer.overlay import OverlayOptions, similarity_overlay
 
     set_progress(not args.quiet)
     if args.max_mb < 0:
         raise InputError(f"--max-mb must be ≥ 0 (0: no budget), got {args.max_mb}.")
-    model = load_model(args.model, weights=args.weights, arch=args.arch)
-    info = getattr(model, "convscope_info", None)
-    size = args.size or (info.input_size if info and info.input_size else None)
-    if size is None:
-        size = 224
-    images = load_images(args.images, size=size)
+    model, images = load_model_and_images(args, default_size=224)
     layers = [s for s in args.layers.split(",") if s] if args.layers else None
     sweeps = [s for s in args.sweep.replace(" ", "").split(",") if s]
     options = OverlayOptions(

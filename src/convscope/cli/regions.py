@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from convscope.cli.commands import add_model_file_options, positive_int
+from convscope.cli.commands import add_model_file_options, load_model_and_images, positive_int
 from convscope.core.errors import InputError
 from convscope.core.progress import set_progress
 
@@ -105,9 +105,7 @@ def _rounded(values: torch.Tensor) -> list[float | None]:
 def cmd_regions(args: argparse.Namespace) -> int:
     from convscope.attribution.region_sobol import region_sobol
     from convscope.cli.explain import parse_target
-    from convscope.data.io import load_images
     from convscope.data.regions import grid_regions
-    from convscope.models import load_model
     from convscope.models.evaluation import outputs
     from convscope.plots.regions import region_index_panel
 
@@ -115,10 +113,8 @@ def cmd_regions(args: argparse.Namespace) -> int:
     grids = parse_grids(args.grid)
     if args.n_boot < 0 or args.n_boot == 1:
         raise InputError(f"--n-boot must be 0 (no intervals) or at least 2, got {args.n_boot}.")
-    model = load_model(args.model, weights=args.weights, arch=args.arch)
+    model, images = load_model_and_images(args)
     info = getattr(model, "convscope_info", None)
-    size = args.size or (info.input_size if info and info.input_size else None)
-    images = load_images(args.images, size=size)
     height, width = images.shape[-2:]
     for rows, cols in grids:
         if rows > height or cols > width:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from convscope.cli.commands import add_model_file_options, positive_int
+from convscope.cli.commands import add_model_file_options, input_size, load_cli_model, positive_int
 from convscope.core.errors import InputError
 from convscope.core.progress import set_progress
 
@@ -92,15 +92,13 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[str] | None]:
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from convscope.data.io import load_images
-    from convscope.models import load_model
     from convscope.models.evaluation import outputs
     from convscope.sensitivity.augmentation_sensitivity import augmentation_sensitivity
     from convscope.sensitivity.augmentations import augmentation_set
 
     set_progress(not args.quiet)
-    model = load_model(args.model, weights=args.weights, arch=args.arch)
-    info = getattr(model, "convscope_info", None)
-    size = args.size or (info.input_size if info and info.input_size else None)
+    model = load_cli_model(args)
+    size = input_size(args, model)
     if args.world:
         from convscope.datasets import shapes
 

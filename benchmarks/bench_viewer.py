@@ -25,7 +25,6 @@ the repository root (needs /usr/bin/chromium or $CONVSCOPE_CHROMIUM)::
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
@@ -40,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from convscope.viewer.html import render_document
-from convscope.viewer.payload import colormap_tables, encode_array
+from convscope.viewer.payload import colormap_tables, encode_array, png_data_url
 
 EPS = 1e-4
 TILE = 160
@@ -60,10 +59,10 @@ def unit_features(rng: np.random.Generator, n: int, h: int, w: int, d: int) -> n
     return (x / (np.linalg.norm(x, axis=-1, keepdims=True) + EPS)).astype(np.float16)
 
 
-def png_data_url(rng: np.random.Generator, side: int = 32) -> str:
+def random_photo(rng: np.random.Generator, side: int = 32) -> str:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_url(buf.getvalue())
 
 
 def make_payload(layers: list[tuple[str, np.ndarray]], images: list[str]) -> dict[str, Any]:
@@ -185,10 +184,7 @@ function paint() {
 
 def sprite_document(feats: np.ndarray, sheets: list[list[bytes]]) -> str:
     n, h = feats.shape[0], feats.shape[1]
-    urls = [
-        ["data:image/png;base64," + base64.b64encode(png).decode("ascii") for png in row]
-        for row in sheets
-    ]
+    urls = [[png_data_url(png) for png in row] for row in sheets]
     return SPRITE_PAGE % {
         "tile": TILE, "bg": h * TILE, "sheets": json.dumps(urls), "n": n, "h": h,
     }  # fmt: skip
@@ -239,7 +235,7 @@ def run_config(
 ) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     layers = [(f"layer{k}_{s}x{s}", unit_features(rng, n, s, s, d)) for k, s in enumerate(sizes)]
-    images = [png_data_url(rng) for _ in range(n)]
+    images = [random_photo(rng) for _ in range(n)]
     document = render_document(make_payload(layers, images))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "viewer.html"

@@ -57,7 +57,13 @@ from convscope.data.io import to_uint8_hwc
 from convscope.models.evaluation import outputs as model_outputs
 from convscope.viewer.html import render_document, render_iframe
 from convscope.viewer.nmf import NMFComponents, nmf_components
-from convscope.viewer.payload import COLORMAPS, colormap_tables, encode_array
+from convscope.viewer.payload import (
+    COLORMAPS,
+    colormap_tables,
+    encode_array,
+    linked_array,
+    png_data_url,
+)
 from convscope.viewer.similarity import DEFAULT_EPS, layer_activations, normalized_features
 from convscope.viewer.transforms import (
     TransformSweep,
@@ -204,17 +210,13 @@ class _Arrays:
     def array(self, key: str, arr: np.ndarray, dtype: str) -> dict[str, Any]:
         if not self.external:
             return encode_array(arr, dtype)
-        enc = {"float16": "<f2", "int16": "<i2", "uint8": "u1"}[dtype]
-        data = np.ascontiguousarray(arr, dtype=enc)
-        url = f"data/{key}.bin"
-        self.files[url] = data.tobytes()
-        return {"dtype": dtype, "shape": list(data.shape), "url": url}
+        entry, data = linked_array(arr, dtype, f"data/{key}.bin")
+        self.files[entry["url"]] = data
+        return entry
 
     def image(self, key: str, png: bytes) -> str:
         if not self.external:
-            import base64
-
-            return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+            return png_data_url(png)
         url = f"images/{key}.png"
         self.files[url] = png
         return url

@@ -12,12 +12,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ARRAY_DTYPES", "COLORMAPS", "colormap_tables", "decode_array", "encode_array"]
+__all__ = [
+    "ARRAY_DTYPES",
+    "COLORMAPS",
+    "colormap_tables",
+    "decode_array",
+    "encode_array",
+    "linked_array",
+    "little_endian",
+    "png_data_url",
+]
 
 ARRAY_DTYPES: dict[str, str] = {"float16": "<f2", "int16": "<i2", "uint8": "u1"}
 
 
-def _little_endian(array: npt.ArrayLike, dtype: str) -> np.ndarray:
+def little_endian(array: npt.ArrayLike, dtype: str) -> np.ndarray:
+    """The array as a C-ordered little-endian ``dtype`` array (the viewer's byte layout)."""
     if dtype not in ARRAY_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(ARRAY_DTYPES)}, got {dtype!r}.")
     return np.ascontiguousarray(np.asarray(array), dtype=ARRAY_DTYPES[dtype])
@@ -25,12 +35,23 @@ def _little_endian(array: npt.ArrayLike, dtype: str) -> np.ndarray:
 
 def encode_array(array: npt.ArrayLike, dtype: str) -> dict[str, Any]:
     """``{"dtype", "shape", "data"}``: the array as base64 little-endian bytes in C order."""
-    arr = _little_endian(array, dtype)
+    arr = little_endian(array, dtype)
     return {
         "dtype": dtype,
         "shape": list(arr.shape),
         "data": base64.b64encode(arr.tobytes()).decode("ascii"),
     }
+
+
+def linked_array(array: npt.ArrayLike, dtype: str, url: str) -> tuple[dict[str, Any], bytes]:
+    """``({"dtype", "shape", "url"}, raw bytes)``: an array stored in a file next to the page."""
+    arr = little_endian(array, dtype)
+    return {"dtype": dtype, "shape": list(arr.shape), "url": url}, arr.tobytes()
+
+
+def png_data_url(png: bytes) -> str:
+    """A ``data:`` URL embedding PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def decode_array(encoded: dict[str, Any]) -> np.ndarray:

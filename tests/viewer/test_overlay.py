@@ -238,3 +238,26 @@ def test_default_layer_and_repr(pictures: torch.Tensor) -> None:
         and view.labels[0].split(" ")[0] in shapes.convscope_info.class_names
     )
     assert "3 images" in repr(view)
+
+
+def test_downsampling_counts_sweeps_with_their_layer(
+    model: nn.Module, pictures: torch.Tensor
+) -> None:
+    """A sweep's features weigh with its layer, so a heavy sweep gets its layer pooled first."""
+    view = similarity_overlay(
+        model, pictures, ["relu1", "relu2"], nmf=None, sweep_layer="relu2",
+        sweeps={"rotation": list(range(-90, 91, 10))},
+    )  # fmt: skip
+    full = view.estimate_bytes()
+    assert full.parts["layer relu1"] > full.parts["layer relu2"]
+    sweep_features = 4 * math.ceil(19 * 8 * 8 * 16 * 2 / 3)
+    assert full.parts["layer relu2"] + sweep_features > full.parts["layer relu1"]
+    view.max_bytes = full.total - 100
+    with pytest.warns(UserWarning, match=r"relu2 8×8 → 4×4"):
+        payload, _ = view.payload()
+    assert [(e["height"], e["width"]) for e in payload["layers"]] == [(16, 16), (4, 4)]
+    sweep = payload["sweeps"][0]
+    assert decode_array(sweep["features"]).shape == (19, 4, 4, 16)
+    np.testing.assert_array_equal(
+        decode_array(sweep["correspondence"])[-1], rotation_correspondence(4, 4, 90)
+    )

@@ -345,6 +345,15 @@ class SimilarityOverlay:
             parts[f"sweep {s} ({sweep.kind})"] = enc(cells * d * 2) + enc(cells * 4) + imgs
         return SizeEstimate(parts=parts, embedded=embedded)
 
+    def _part_layers(self) -> dict[str, str]:
+        """The layer whose grid sets the size of each part of :meth:`_estimate`."""
+        owners = {f"layer {layer}": layer for layer in self.activations}
+        if self.nmf is not None and self.nmf.layer is not None:
+            owners["nmf"] = self.nmf.layer
+        for s, sweep in enumerate(self.sweeps):
+            owners[f"sweep {s} ({sweep.kind})"] = sweep.layer
+        return owners
+
     def estimate_bytes(self, embedded: bool = True) -> SizeEstimate:
         """Size of the viewer :meth:`save` (``embedded=True``) or :meth:`save_folder` writes.
 
@@ -387,8 +396,10 @@ class SimilarityOverlay:
                     f"{_megabytes(est.total)}; most of it is "
                     f"{max(est.parts, key=lambda k: est.parts[k])}. {fix}"
                 )
+            owners = self._part_layers()
             weight = {
-                layer: sum(v for k, v in est.parts.items() if layer in k) for layer in shrinkable
+                layer: sum(v for part, v in est.parts.items() if owners.get(part) == layer)
+                for layer in shrinkable
             }
             pools[max(weight, key=lambda k: weight[k])] *= 2
             est = self._estimate(pools, True)

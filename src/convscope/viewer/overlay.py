@@ -64,7 +64,12 @@ from convscope.viewer.payload import (
     linked_array,
     png_data_url,
 )
-from convscope.viewer.similarity import DEFAULT_EPS, layer_activations, normalized_features
+from convscope.viewer.similarity import (
+    DEFAULT_EPS,
+    layer_activations,
+    normalized_features,
+    query_maps,
+)
 from convscope.viewer.transforms import (
     TransformSweep,
     rotation_correspondence,
@@ -303,14 +308,14 @@ class SimilarityOverlay:
         values differ from these by about 1e-3).
         """
         feats = self.features(layer)
-        n, h, w, _ = feats.shape
-        if not (0 <= image < n and 0 <= row < h and 0 <= col < w):
+        try:
+            return query_maps(feats, image, row, col).numpy().astype(np.float32)
+        except InputError as exc:
+            n, h, w, _ = feats.shape
             raise InputError(
-                f"Query (image {image}, row {row}, col {col}) is outside layer {layer!r}: "
-                f"{n} images of {h}×{w} cells."
-            )
-        q = feats[image, row, col]
-        return np.einsum("nhwd,d->nhw", feats, q).astype(np.float32)
+                f"Query (image {image}, row {row}, col {col}) on layer {layer!r} ({n} images of "
+                f"{h}×{w} cells): {exc}"
+            ) from exc
 
     # -- size ----------------------------------------------------------------------------------
     def _image_png(self, key: str, image: Tensor) -> bytes:

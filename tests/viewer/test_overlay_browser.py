@@ -147,6 +147,8 @@ def test_keys_work_while_hovering_without_a_click(
     # the centre of cell (4, 4) of image 0 at relu1 (16×16 cells)
     page.mouse.move(box["x"] + 4.5 * box["width"] / 16, box["y"] + 4.5 * box["height"] / 16)
     page.keyboard.press("ArrowRight")
+    # the query shown is updated when the next frame renders
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     state = page.evaluate("() => window.convscopeViewers[0].state.query")
     assert state == {"layer": "relu1", "image": 0, "row": 4, "col": 5}
     page.keyboard.press("m")

@@ -218,6 +218,19 @@ def test_sweep_save_load_roundtrip(tiny_cnn: nn.Module, tmp_path: object) -> Non
     np.testing.assert_array_equal(loaded.correspondence, sweep.correspondence)
     torch.testing.assert_close(loaded.features, sweep.features)
     assert (loaded.kind, loaded.layer, loaded.eps) == ("rotation", "relu2", DEFAULT_EPS)
+    assert sweep.activations is None and loaded.activations is None
+
+
+def test_kept_activations_are_the_layer_outputs(tiny_cnn: nn.Module, tmp_path: object) -> None:
+    sweep = transform_sweep(
+        tiny_cnn, _rand(1, 3, 8, 8), "relu2", values=[-30.0, 0.0, 60.0], keep_activations=True
+    )
+    assert sweep.activations is not None
+    torch.testing.assert_close(sweep.activations, _hooked(tiny_cnn, "relu2", sweep.images))
+    norms = sweep.activations.norm(dim=1, keepdim=True) + DEFAULT_EPS
+    torch.testing.assert_close(sweep.features, (sweep.activations / norms).permute(0, 2, 3, 1))
+    loaded = TransformSweep.load(sweep.save(f"{tmp_path}/sweep"))
+    torch.testing.assert_close(loaded.activations, sweep.activations)
 
 
 def test_rotation_with_non_square_cells_warns() -> None:

@@ -816,10 +816,11 @@ def similarity_overlay(
                 model, images[sweep_image : sweep_image + 1], s_layer,
                 kind="rotation" if kind == "rotation" else "scale",
                 values=None if values is None else list(values), eps=eps, batch_size=bs,
+                keep_activations=True,
             )  # fmt: skip
+            assert sweep.activations is not None
             sweep_results.append(sweep)
-            raw = layer_activations(model, _as_tensor(sweep.images), [s_layer], batch_size=bs)
-            sweep_acts.append(raw[s_layer].float().numpy())
+            sweep_acts.append(sweep.activations.float().numpy())
 
     return SimilarityOverlay(
         images=images.detach().cpu(),

@@ -265,6 +265,9 @@ class TransformSweep(Result):
         NaN where the location falls outside.
     eps : float
         The ε of the cosine.
+    activations : Tensor or None
+        ``T×D×h×w`` float32 raw activations of the transformed images (before normalisation),
+        kept when ``transform_sweep(..., keep_activations=True)``; None otherwise.
     """
 
     kind: str
@@ -276,6 +279,7 @@ class TransformSweep(Result):
     correspondence: np.ndarray
     curves: np.ndarray
     eps: float
+    activations: Tensor | None = None
 
     def curve(self, row: int, col: int) -> np.ndarray:
         """The ``(T,)`` similarity curve of location ``(row, col)`` (NaN where missing)."""
@@ -325,6 +329,7 @@ def transform_sweep(
     eps: float = DEFAULT_EPS,
     fill: float = 0.0,
     batch_size: int | None = None,
+    keep_activations: bool = False,
 ) -> TransformSweep:
     r"""Rotate or zoom one image and follow every location's similarity to itself.
 
@@ -354,6 +359,9 @@ def transform_sweep(
         shows as border sensitivity, as the thesis notes).
     batch_size : int, optional
         Images per forward pass.
+    keep_activations : bool, default False
+        Also keep the raw activations of the transformed images (``.activations``), e.g. to
+        pool them without running the model again.
 
     Returns
     -------
@@ -402,4 +410,5 @@ def transform_sweep(
         correspondence=corr,
         curves=curves,
         eps=float(eps),
+        activations=acts[layer][1:].contiguous() if keep_activations else None,
     )

@@ -93,16 +93,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -110,6 +107,7 @@ import torch
 from torch import nn
 
 # imported before any timing: a one-off cost of the process, not of either method
+import harness
 from convscope.core.hooks import record_activations
 from convscope.sensitivity.augmentation_sensitivity import (
     AugmentationProblem,
@@ -561,14 +559,8 @@ def projection(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def spawn(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run ``mode`` (worker or projection) on ``spec`` in a fresh interpreter; its answer."""
-    command = [sys.executable, os.path.abspath(__file__), f"--{mode}", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"{mode} failed for {spec}")
-    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return answer
+    """Run ``mode`` of this script on ``spec`` in a fresh interpreter; its JSON answer."""
+    return harness.spawn(__file__, mode, spec)
 
 
 def compare(ours_path: str, ref_path: str, rel: float) -> dict[str, Any]:
@@ -594,20 +586,6 @@ def compare(ours_path: str, ref_path: str, rel: float) -> dict[str, Any]:
     out["salib_compared"] = int(keep.sum())
     out["max"] = max(out[f"{a}_{b}"] for a in ("s1", "st") for b in ("vectorised", "salib"))
     return out
-
-
-def environment(threads: int) -> dict[str, Any]:
-    return {
-        "torch": torch.__version__,
-        "torchvision": version("torchvision"),
-        "SALib": version("SALib"),
-        "numpy": np.__version__,
-        "threads": threads,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-    }
 
 
 def median(runs: list[dict[str, Any]], key: str) -> float:
@@ -809,7 +787,7 @@ def main() -> None:
     repeats = 1 if args.fast else args.repeats
     salib_cols = 100 if args.fast else args.salib_columns
     print("command: python " + " ".join(sys.argv))
-    env = environment(threads)
+    env = harness.environment(threads)
     print(
         f"torch {env['torch']}, torchvision {env['torchvision']}, SALib {env['SALib']}, "
         f"numpy {env['numpy']}, {threads} threads, {env['cpus']} CPUs, {env['machine']}"

@@ -64,18 +64,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -85,6 +81,7 @@ from SALib.sample import sobol as salib_sample
 from torch import nn
 
 # imported before any timing: a one-off cost of the process, not of either method
+import harness
 from convscope.attribution.region_sobol import region_sobol
 from convscope.data.regions import grid_regions
 from convscope.sensitivity.designs import pick_freeze_design
@@ -393,27 +390,8 @@ def check(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def spawn(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run ``mode`` (worker or check) on ``spec`` in a fresh interpreter; its JSON answer."""
-    command = [sys.executable, os.path.abspath(__file__), f"--{mode}", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"{mode} failed for {spec}")
-    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return answer
-
-
-def environment(threads: int) -> dict[str, Any]:
-    return {
-        "torch": torch.__version__,
-        "torchvision": version("torchvision"),
-        "SALib": version("SALib"),
-        "numpy": np.__version__,
-        "threads": threads,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-    }
+    """Run ``mode`` of this script on ``spec`` in a fresh interpreter; its JSON answer."""
+    return harness.spawn(__file__, mode, spec)
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -523,7 +501,7 @@ def main() -> None:
     threads = args.threads or torch.get_num_threads()
     repeats = 1 if args.fast else args.repeats
     print("command: python " + " ".join(sys.argv))
-    env = environment(threads)
+    env = harness.environment(threads)
     print(
         f"torch {env['torch']}, torchvision {env['torchvision']}, SALib {env['SALib']}, "
         f"numpy {env['numpy']}, {threads} threads, {env['cpus']} CPUs, {env['machine']}"

@@ -24,7 +24,7 @@ first (SALib). Both pipelines below compute exactly these estimators on the same
   convscope's augmentation code, min-max rescaled), no hooks.
 * ``augment+record``: as ``augment`` plus forward hooks on every checkpoint and the flattened
   float64 activations (what convscope feeds its accumulator) — isolates the recording cost.
-* ``convscope``: :func:`convscope.sensitivity.augmentation_sensitivity` with
+* ``convscope``: :func:`convscope.sensitivity.augmentation.augmentation_sensitivity` with
   ``method="sobol"``; it streams design blocks into a
   :class:`~convscope.sensitivity.SobolAccumulator` (memory O(activations × k), independent of
   :math:`N`).
@@ -109,13 +109,13 @@ from torch import nn
 # imported before any timing: a one-off cost of the process, not of either method
 import harness
 from convscope.core.hooks import record_activations
-from convscope.sensitivity.augmentation_sensitivity import (
+from convscope.sensitivity.augmentation.augmentation_sensitivity import (
     AugmentationProblem,
     ImageSource,
     _Evaluator,
     augmentation_sensitivity,
 )
-from convscope.sensitivity.augmentations import augmentation_set
+from convscope.sensitivity.augmentation.augmentations import augmentation_set
 from convscope.sensitivity.designs import pick_freeze_design
 from convscope.sensitivity.estimators import SobolAccumulator
 

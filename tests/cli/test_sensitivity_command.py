@@ -11,7 +11,7 @@ import torch
 from convscope.cli.main import main
 from convscope.datasets import shapes
 from convscope.models import load_model
-from convscope.sensitivity.augmentation_sensitivity import (
+from convscope.sensitivity.augmentation.augmentation_sensitivity import (
     AugmentationSensitivityResult,
     augmentation_sensitivity,
 )

@@ -16,12 +16,12 @@ from convscope.plots.sensitivity_analysis import (
     jaccard_table,
     top_classes_table,
 )
-from convscope.sensitivity.analysis import (
+from convscope.sensitivity.augmentation.analysis import (
     hierarchical_clustering,
     lda_confusion,
     unitwise_correlation,
 )
-from convscope.sensitivity.single_class import jaccard_null, top_sensitive_classes
+from convscope.sensitivity.augmentation.single_class import jaccard_null, top_sensitive_classes
 
 
 def _texts(fig: Figure) -> list[str]:

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from convscope.core.errors import InputError
 from convscope.plots.single_augmentation import accuracy_table
-from convscope.sensitivity.single_augmentation import SingleAugmentationAccuracy
+from convscope.sensitivity.augmentation.single_augmentation import SingleAugmentationAccuracy
 
 LABELS = ("Orig.", "Erasing", "Sharp.", "Gray")
 

@@ -93,8 +93,8 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[str] | None]:
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from convscope.data.io import load_images
     from convscope.models.evaluation import outputs
-    from convscope.sensitivity.augmentation_sensitivity import augmentation_sensitivity
-    from convscope.sensitivity.augmentations import augmentation_set
+    from convscope.sensitivity.augmentation.augmentation_sensitivity import augmentation_sensitivity
+    from convscope.sensitivity.augmentation.augmentations import augmentation_set
 
     set_progress(not args.quiet)
     model = load_cli_model(args)

@@ -10,8 +10,9 @@ r"""Figures of the guided-masking experiment (Kharyuk et al., Fig. 4 and Appendi
   pairs, distances :math:`\sqrt{1 - |\rho|}`, average linkage, with the flat-cluster cut
   drawn as a dotted line (Figures S7.5.x).
 
-The matrices come from :func:`convscope.sensitivity.masking.masking_spearman_matrix` and the
-distances from :func:`convscope.sensitivity.masking.masking_pair_distances`. Every function
+The matrices come from
+:func:`convscope.sensitivity.augmentation.masking.masking_spearman_matrix` and the distances
+from :func:`convscope.sensitivity.augmentation.masking.masking_pair_distances`. Every function
 returns a :class:`matplotlib.figure.Figure` built without ``pyplot``; NaN cells (a constant
 accuracy vector) are drawn light grey and annotated ``nan``.
 """
@@ -167,7 +168,7 @@ def masking_dendrogram_plot(
     ----------
     distances : Tensor or ndarray
         ``(P, P)`` distances :math:`\sqrt{1 - |\rho|}` from
-        :func:`~convscope.sensitivity.masking.masking_pair_distances`.
+        :func:`~convscope.sensitivity.augmentation.masking.masking_pair_distances`.
     labels : sequence of str
         ``P`` leaf names (``"<augmentation>--<variable>"``).
     threshold : float or None, default 0.025
@@ -187,7 +188,7 @@ def masking_dendrogram_plot(
     """
     from scipy.cluster.hierarchy import dendrogram
 
-    from convscope.sensitivity.masking import masking_linkage
+    from convscope.sensitivity.augmentation.masking import masking_linkage
 
     d = np.asarray(_to_numpy(distances, "distances"), dtype=np.float64)
     names = [str(x) for x in labels]

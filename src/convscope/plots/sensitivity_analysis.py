@@ -13,8 +13,9 @@ r"""Figures for the analyses of sensitivity maps (Kharyuk, Matveev & Oseledets, 
   per variable (where to cut the sensitive set).
 
 Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot``. Inputs
-are tensors or arrays, or the result objects of :mod:`convscope.sensitivity.analysis` and
-:mod:`convscope.sensitivity.single_class`.
+are tensors or arrays, or the result objects of
+:mod:`convscope.sensitivity.augmentation.analysis` and
+:mod:`convscope.sensitivity.augmentation.single_class`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ from scipy.cluster import hierarchy
 
 from convscope.core.errors import InputError
 from convscope.plots.images import _get_cmap, _to_numpy
-from convscope.sensitivity.analysis import ClusteringResult, CorrelationResult, LDAResult
-from convscope.sensitivity.single_class import JaccardNull, TopClasses
+from convscope.sensitivity.augmentation.analysis import (
+    ClusteringResult,
+    CorrelationResult,
+    LDAResult,
+)
+from convscope.sensitivity.augmentation.single_class import JaccardNull, TopClasses
 
 __all__ = [
     "confusion_heatmap",
@@ -125,8 +130,8 @@ def correlation_heatmap(
     Parameters
     ----------
     corr
-        A :class:`~convscope.sensitivity.analysis.CorrelationResult` (its names are used) or a
-        ``(V, V)`` matrix.
+        A :class:`~convscope.sensitivity.augmentation.analysis.CorrelationResult` (its names
+        are used) or a ``(V, V)`` matrix.
     names
         Variable names (default: the result's names or ``x1..xV``).
     annotate, fmt
@@ -171,8 +176,8 @@ def confusion_heatmap(
     Parameters
     ----------
     confusion
-        An :class:`~convscope.sensitivity.analysis.LDAResult` (its mean confusion, names and
-        mean validation accuracy are shown) or a ``(V, V)`` matrix.
+        An :class:`~convscope.sensitivity.augmentation.analysis.LDAResult` (its mean confusion,
+        names and mean validation accuracy are shown) or a ``(V, V)`` matrix.
     names, annotate, fmt, cmap, title
         As :func:`correlation_heatmap`; values span ``[0, 1]``.
 
@@ -213,7 +218,8 @@ def dendrogram_plot(
     Parameters
     ----------
     clustering
-        A :class:`~convscope.sensitivity.analysis.ClusteringResult` or a SciPy linkage matrix.
+        A :class:`~convscope.sensitivity.augmentation.analysis.ClusteringResult` or a SciPy
+        linkage matrix.
     labels
         Leaf names in item order (default: the result's labels).
     threshold
@@ -299,7 +305,7 @@ def top_classes_table(top: TopClasses, *, title: str | None = None) -> Figure:
     Parameters
     ----------
     top
-        Output of :func:`~convscope.sensitivity.single_class.top_sensitive_classes`.
+        Output of :func:`~convscope.sensitivity.augmentation.single_class.top_sensitive_classes`.
     title
         Axes title.
 
@@ -338,7 +344,7 @@ def jaccard_table(
     row_labels, col_labels
         Names of the rows and columns.
     tau
-        The threshold, or a :class:`~convscope.sensitivity.single_class.JaccardNull`.
+        The threshold, or a :class:`~convscope.sensitivity.augmentation.single_class.JaccardNull`.
     fmt
         Number format of the cells.
     significant_digits

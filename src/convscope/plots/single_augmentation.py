@@ -1,6 +1,6 @@
 r"""The single-augmentation accuracy table (Kharyuk et al., Table 1).
 
-:func:`accuracy_table` draws a :class:`~convscope.sensitivity.single_augmentation.
+:func:`accuracy_table` draws a :class:`~convscope.sensitivity.augmentation.single_augmentation.
 SingleAugmentationAccuracy` in the paper's layout: one column per input ("Orig." = A0, then
 each augmentation of the set alone), one row per top-k accuracy, values with four decimals.
 Below the table, optional grouped bars show the same numbers, with the original images'
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from convscope.core.errors import InputError
 
 if TYPE_CHECKING:
-    from convscope.sensitivity.single_augmentation import SingleAugmentationAccuracy
+    from convscope.sensitivity.augmentation.single_augmentation import SingleAugmentationAccuracy
 
 __all__ = ["accuracy_table"]
 
@@ -56,7 +56,7 @@ def accuracy_table(
     Parameters
     ----------
     result : SingleAugmentationAccuracy
-        From :func:`~convscope.sensitivity.single_augmentation.single_augmentation_accuracy`.
+        From :func:`~convscope.sensitivity.single_augmentation_accuracy`.
     bars : bool, default True
         Add grouped bars (one group per input, one bar per k) under the table, with the
         original images' top-k accuracy as a dashed line.

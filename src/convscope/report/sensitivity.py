@@ -19,10 +19,10 @@ from convscope.plots.single_augmentation import accuracy_table
 from convscope.report.blocks import Figure, Table, Text
 from convscope.report.document import Section
 from convscope.report.registry import register_demo_section
-from convscope.sensitivity.augmentation_sensitivity import augmentation_sensitivity
-from convscope.sensitivity.experiments import guided_masking
-from convscope.sensitivity.masking import masking_spearman_matrix
-from convscope.sensitivity.single_augmentation import single_augmentation_accuracy
+from convscope.sensitivity.augmentation.augmentation_sensitivity import augmentation_sensitivity
+from convscope.sensitivity.augmentation.experiments import guided_masking
+from convscope.sensitivity.augmentation.masking import masking_spearman_matrix
+from convscope.sensitivity.augmentation.single_augmentation import single_augmentation_accuracy
 
 __all__ = ["COLOUR", "DEMO_SENSITIVITY", "GEOMETRIC", "build_sensitivity_section"]
 

@@ -9,19 +9,22 @@
 * :func:`shapley_effects` — Shapley effects: exact from all closed indices (k ≤ 10),
   Song–Nelson–Staum random permutations, Goda's pick-freeze permutations.
 
-Seed 000 (sensitivity of every activation to simultaneous augmentations):
+The augmentation pipeline of Kharyuk, Matveev and Oseledets
+(:mod:`~convscope.sensitivity.augmentation`): sensitivity of every activation to
+simultaneous augmentations:
 
-* :mod:`~convscope.sensitivity.augmentations` — the augmentation sets A1 and A2, composition
-  in any order, user-defined augmentations;
+* :mod:`~convscope.sensitivity.augmentation.augmentations` — the augmentation sets A1 and
+  A2, composition in any order, user-defined augmentations;
 * :func:`augmentation_sensitivity` — Sobol' indices or Shapley effects of every activation of
-  chosen checkpoints, streamed, resumable, sharded over ``torch.distributed``;
-* :mod:`~convscope.sensitivity.analysis` — unit-wise correlations, spatial correlation maps,
-  LDA, hierarchical clustering; :mod:`~convscope.sensitivity.masking` — guided masking of
-  activations; :mod:`~convscope.sensitivity.single_class` — sensitive classes, Jaccard and
+  chosen layers, streamed, resumable, sharded over ``torch.distributed``;
+* :mod:`~convscope.sensitivity.augmentation.analysis` — unit-wise correlations, spatial
+  correlation maps, LDA, hierarchical clustering;
+  :mod:`~convscope.sensitivity.augmentation.masking` — guided masking of activations;
+  :mod:`~convscope.sensitivity.augmentation.single_class` — sensitive classes, Jaccard and
   its null threshold.
 """
 
-from convscope.sensitivity.analysis import (
+from convscope.sensitivity.augmentation.analysis import (
     ClusteringResult,
     CorrelationResult,
     LDAResult,
@@ -33,13 +36,13 @@ from convscope.sensitivity.analysis import (
     spearman_across_units,
     unitwise_correlation,
 )
-from convscope.sensitivity.augmentation_sensitivity import (
+from convscope.sensitivity.augmentation.augmentation_sensitivity import (
     AugmentationProblem,
     AugmentationSensitivityResult,
     ImageSource,
     augmentation_sensitivity,
 )
-from convscope.sensitivity.augmentations import (
+from convscope.sensitivity.augmentation.augmentations import (
     A1,
     A2,
     AUGMENTATION_SETS,
@@ -53,6 +56,51 @@ from convscope.sensitivity.augmentations import (
     minmax_rescale,
     permutation_from_index,
     rgb_to_hsv,
+)
+from convscope.sensitivity.augmentation.experiments import (
+    PredictionBiasResult,
+    guided_masking,
+    prediction_bias,
+)
+from convscope.sensitivity.augmentation.masking import (
+    ALPHAS,
+    MASK_CONFIGS,
+    QUANTILES,
+    MaskConfig,
+    MaskedPredictionResult,
+    activation_masking,
+    mask_activations,
+    mask_configs,
+    mask_factor,
+    masked_predictions,
+    masking_clusters,
+    masking_linkage,
+    masking_pair_distances,
+    masking_spearman_matrix,
+    spearman_rows,
+)
+from convscope.sensitivity.augmentation.segments import (
+    HSV_CHANNELS,
+    SingleChannelSegment,
+    first_conv_in_channels,
+    multiplex_channel,
+    segment,
+)
+from convscope.sensitivity.augmentation.single_augmentation import (
+    ORIGINAL,
+    SingleAugmentationAccuracy,
+    labels_for,
+    single_augmentation_accuracy,
+    single_augmentation_inputs,
+    single_augmentation_parameters,
+)
+from convscope.sensitivity.augmentation.single_class import (
+    JaccardNull,
+    TopClasses,
+    jaccard_indices,
+    jaccard_null,
+    mean_jaccard,
+    top_sensitive_classes,
 )
 from convscope.sensitivity.designs import (
     DESIGN_METHODS,
@@ -70,56 +118,11 @@ from convscope.sensitivity.estimators import (
     closed_index,
     replicate_intervals,
 )
-from convscope.sensitivity.experiments import (
-    PredictionBiasResult,
-    guided_masking,
-    prediction_bias,
-)
-from convscope.sensitivity.masking import (
-    ALPHAS,
-    MASK_CONFIGS,
-    QUANTILES,
-    MaskConfig,
-    MaskedPredictionResult,
-    activation_masking,
-    mask_activations,
-    mask_configs,
-    mask_factor,
-    masked_predictions,
-    masking_clusters,
-    masking_linkage,
-    masking_pair_distances,
-    masking_spearman_matrix,
-    spearman_rows,
-)
-from convscope.sensitivity.segments import (
-    HSV_CHANNELS,
-    SingleChannelSegment,
-    first_conv_in_channels,
-    multiplex_channel,
-    segment,
-)
 from convscope.sensitivity.shapley import (
     MAX_EXACT_PLAYERS,
     SHAPLEY_METHODS,
     ShapleyResult,
     shapley_effects,
-)
-from convscope.sensitivity.single_augmentation import (
-    ORIGINAL,
-    SingleAugmentationAccuracy,
-    labels_for,
-    single_augmentation_accuracy,
-    single_augmentation_inputs,
-    single_augmentation_parameters,
-)
-from convscope.sensitivity.single_class import (
-    JaccardNull,
-    TopClasses,
-    jaccard_indices,
-    jaccard_null,
-    mean_jaccard,
-    top_sensitive_classes,
 )
 from convscope.sensitivity.sobol import SobolResult, sobol_indices
 

@@ -23,15 +23,24 @@ from torch import Tensor, nn
 
 from convscope.core.errors import InputError
 from convscope.core.results import Result
-from convscope.sensitivity.augmentation_sensitivity import AugmentationSensitivityResult
-from convscope.sensitivity.masking import (
+from convscope.sensitivity.augmentation.augmentation_sensitivity import (
+    AugmentationSensitivityResult,
+)
+from convscope.sensitivity.augmentation.masking import (
     MASK_CONFIGS,
     MaskConfig,
     MaskedPredictionResult,
     masked_predictions,
 )
-from convscope.sensitivity.single_augmentation import labels_for, single_augmentation_inputs
-from convscope.sensitivity.single_class import jaccard_null, mean_jaccard, top_sensitive_classes
+from convscope.sensitivity.augmentation.single_augmentation import (
+    labels_for,
+    single_augmentation_inputs,
+)
+from convscope.sensitivity.augmentation.single_class import (
+    jaccard_null,
+    mean_jaccard,
+    top_sensitive_classes,
+)
 
 __all__ = ["PredictionBiasResult", "guided_masking", "prediction_bias"]
 

@@ -9,7 +9,8 @@ independent inner parameters :math:`\theta_{a,n,d} \sim p(\theta_a)` from the ma
 spec §1.3; a parameter-free one (sharpness, grayscale, flip) has a single outcome.
 
 Every image then goes through the reference pipeline's per-image, per-channel min-max rescale
-(:func:`~convscope.sensitivity.augmentations.minmax_rescale`, spec §1.4 and §5.13) — the
+(:func:`~convscope.sensitivity.augmentation.augmentations.minmax_rescale`, spec §1.4 and
+§5.13) — the
 original images too, so that all entries see the same pre-processing (``rescale=None`` skips
 it). The top-:math:`k` accuracy of an entry is
 
@@ -26,14 +27,14 @@ images, exactly as if each image had been repeated :math:`D` times (the paper's 
 :math:`D N` images, *draw-major*: rows :math:`dN, \dots, dN + N - 1` are draw :math:`d` of
 images :math:`0, \dots, N - 1`. The original and parameter-free entries are repeated
 :math:`D` times in the same layout, so :func:`labels_for` (the labels tiled :math:`D` times)
-lines up with every entry, as :func:`~convscope.sensitivity.masking.masked_predictions`
+lines up with every entry, as :func:`~convscope.sensitivity.augmentation.masking.masked_predictions`
 requires.
 
 **Draws** (:func:`single_augmentation_parameters`): the unit-cube coordinates of augmentation
 :math:`a` come from a CPU generator seeded with ``seed`` and the CRC-32 of the augmentation's
 name, so an augmentation gets the same draws whatever set it is in and whatever device the
 model is on; they are mapped to parameter values by
-:meth:`~convscope.sensitivity.augmentations.Augmentation.sample`.
+:meth:`~convscope.sensitivity.augmentation.augmentations.Augmentation.sample`.
 
 Reference: V. Kharyuk, S. Matveev, I. Oseledets, "Exploring specialization and sensitivity of
 convolutional neural networks in the context of simultaneous image augmentations" (Table 1).
@@ -58,7 +59,11 @@ from convscope.core.seeding import torch_generator
 from convscope.core.state import inference_state
 from convscope.core.targets import TargetLike, check_target_count
 from convscope.core.validation import check_images
-from convscope.sensitivity.augmentations import Augmentation, augmentation_set, minmax_rescale
+from convscope.sensitivity.augmentation.augmentations import (
+    Augmentation,
+    augmentation_set,
+    minmax_rescale,
+)
 
 __all__ = [
     "ORIGINAL",

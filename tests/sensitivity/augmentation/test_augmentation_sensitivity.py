@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from convscope.sensitivity.augmentation_sensitivity import (
+from convscope.sensitivity.augmentation.augmentation_sensitivity import (
     AugmentationProblem,
     AugmentationSensitivityResult,
     ImageSource,
     _Evaluator,
     augmentation_sensitivity,
 )
-from convscope.sensitivity.augmentations import Augmentation, Parameter
+from convscope.sensitivity.augmentation.augmentations import Augmentation, Parameter
 from convscope.sensitivity.designs import pick_freeze_design
 
 

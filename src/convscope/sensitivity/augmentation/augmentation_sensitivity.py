@@ -67,7 +67,7 @@ from convscope.core.progress import progress_bar
 from convscope.core.results import Result
 from convscope.core.state import inference_state
 from convscope.core.validation import check_images
-from convscope.sensitivity.augmentations import (
+from convscope.sensitivity.augmentation.augmentations import (
     Augmentation,
     augmentation_set,
     compose,
@@ -337,7 +337,7 @@ class AugmentationSensitivityResult(Result):
 
     def coefficient_of_variation(self, checkpoint: str, *, log: bool = True) -> Tensor:
         """``log10(1 + CoV)`` (or CoV) with CoV = sqrt(var) / (|mean| + 1e-5) (spec §1.7)."""
-        from convscope.sensitivity.analysis import coefficient_of_variation
+        from convscope.sensitivity.augmentation.analysis import coefficient_of_variation
 
         if checkpoint not in self.checkpoints:
             raise InputError(
@@ -672,7 +672,7 @@ def augmentation_sensitivity(
         Module names whose outputs are analysed (all in one pass).
     augmentations
         ``"A1"``, ``"A2"`` or a list of augmentations / names
-        (:mod:`~convscope.sensitivity.augmentations`).
+        (:mod:`~convscope.sensitivity.augmentation.augmentations`).
     method
         ``"sobol"`` (first order and total per variable, N(G+2) evaluations) or
         ``"shapley"`` (spike-and-slab scheme, Song-Nelson-Staum permutations).

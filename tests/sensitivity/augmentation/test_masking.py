@@ -12,7 +12,7 @@ from scipy.cluster.hierarchy import fcluster
 from torch import nn
 
 from convscope.core.errors import InputError, LayerNotFoundError
-from convscope.sensitivity.masking import (
+from convscope.sensitivity.augmentation.masking import (
     ALPHAS,
     MASK_CONFIGS,
     QUANTILES,

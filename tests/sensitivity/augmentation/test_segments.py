@@ -13,8 +13,8 @@ from torchvision.models import resnet18
 from convscope.core.errors import InputError, LayerNotFoundError
 from convscope.core.hooks import record_activations
 from convscope.data.normalization import with_normalization
-from convscope.sensitivity.augmentation_sensitivity import augmentation_sensitivity
-from convscope.sensitivity.segments import (
+from convscope.sensitivity.augmentation.augmentation_sensitivity import augmentation_sensitivity
+from convscope.sensitivity.augmentation.segments import (
     SingleChannelSegment,
     first_conv_in_channels,
     multiplex_channel,

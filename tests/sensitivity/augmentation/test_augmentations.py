@@ -12,7 +12,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from convscope.core.errors import InputError
-from convscope.sensitivity.augmentations import (
+from convscope.sensitivity.augmentation.augmentations import (
     A1,
     A2,
     AUGMENTATIONS,

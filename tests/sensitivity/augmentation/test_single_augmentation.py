@@ -10,14 +10,14 @@ from scipy import stats
 from torch import nn
 
 from convscope.core.errors import InputError
-from convscope.sensitivity.augmentations import (
+from convscope.sensitivity.augmentation.augmentations import (
     AUGMENTATIONS,
     FunctionAugmentation,
     Parameter,
     minmax_rescale,
 )
-from convscope.sensitivity.masking import MaskConfig, masked_predictions
-from convscope.sensitivity.single_augmentation import (
+from convscope.sensitivity.augmentation.masking import MaskConfig, masked_predictions
+from convscope.sensitivity.augmentation.single_augmentation import (
     SingleAugmentationAccuracy,
     labels_for,
     single_augmentation_accuracy,

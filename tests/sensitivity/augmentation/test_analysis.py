@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.metrics import confusion_matrix
 
 from convscope.core.errors import InputError
-from convscope.sensitivity.analysis import (
+from convscope.sensitivity.augmentation.analysis import (
     ClusteringResult,
     CorrelationResult,
     LDAResult,

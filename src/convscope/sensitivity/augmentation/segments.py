@@ -11,10 +11,11 @@ convolution,
     \tilde s_c(x) = P_U\, s\bigl(\underbrace{[h_c(x), \dots, h_c(x)]}_{c_\text{in}}\bigr),
     \qquad c \in \{H, S, V\},
 
-where :math:`h(x) = (H, S, V)` is :func:`~convscope.sensitivity.augmentations.rgb_to_hsv`
+where :math:`h(x) = (H, S, V)` is
+:func:`~convscope.sensitivity.augmentation.augmentations.rgb_to_hsv`
 (all three in [0, 1], hue ÷ 360°) and :math:`P_U` keeps the selected output units (the
 paper's manually selected, most sensitive channels). The same variance-based analysis
-(:func:`~convscope.sensitivity.augmentation_sensitivity.augmentation_sensitivity`) then runs on
+(:func:`~convscope.sensitivity.augmentation_sensitivity`) then runs on
 :math:`\tilde s_c` as on the intact network: augmentations act on the RGB image *before* the
 HSV conversion, as in the reference code.
 
@@ -53,7 +54,7 @@ from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
 from convscope.core.layers import resolve_layer
 from convscope.core.state import inference_state
-from convscope.sensitivity.augmentations import rgb_to_hsv
+from convscope.sensitivity.augmentation.augmentations import rgb_to_hsv
 
 __all__ = [
     "HSV_CHANNELS",

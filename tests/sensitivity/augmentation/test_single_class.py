@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from convscope.core.errors import InputError
-from convscope.sensitivity.single_class import (
+from convscope.sensitivity.augmentation.single_class import (
     JaccardNull,
     TopClasses,
     jaccard_indices,

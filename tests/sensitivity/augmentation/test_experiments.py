@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convscope.sensitivity.augmentation_sensitivity import augmentation_sensitivity
-from convscope.sensitivity.augmentations import minmax_rescale
-from convscope.sensitivity.experiments import guided_masking, prediction_bias
-from convscope.sensitivity.masking import MASK_CONFIGS
-from convscope.sensitivity.single_class import jaccard_null
+from convscope.sensitivity.augmentation.augmentation_sensitivity import augmentation_sensitivity
+from convscope.sensitivity.augmentation.augmentations import minmax_rescale
+from convscope.sensitivity.augmentation.experiments import guided_masking, prediction_bias
+from convscope.sensitivity.augmentation.masking import MASK_CONFIGS
+from convscope.sensitivity.augmentation.single_class import jaccard_null
 
 
 def _model() -> nn.Module:

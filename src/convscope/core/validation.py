@@ -1,15 +1,125 @@
-"""Validation of image batches: one clear error per problem, naming the fix."""
+"""Validation of arguments: one clear error per problem, naming the fix.
+
+Every method validates its arguments with these functions, so that the same mistake gets the
+same message everywhere: :func:`check_images` for image batches, and the scalar validators
+:func:`number`, :func:`positive_number`, :func:`non_negative_number`, :func:`integer`,
+:func:`positive_int`, :func:`non_negative_int`, :func:`fraction` and :func:`choice`. Each
+returns the value converted to its Python type, and takes a ``hint`` appended to the message
+(the paper's value, what 0 means, ...).
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from convscope.core.errors import InputError
 
-__all__ = ["RANGE_TOLERANCE", "check_images"]
+__all__ = [
+    "RANGE_TOLERANCE",
+    "check_images",
+    "choice",
+    "fraction",
+    "integer",
+    "non_negative_int",
+    "non_negative_number",
+    "number",
+    "positive_int",
+    "positive_number",
+]
+
+
+def _tail(hint: str) -> str:
+    return f" {hint}" if hint else ""
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, numpy bools are not numbers.Integral: both are refused
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def number(value: Any, name: str, *, hint: str = "") -> float:
+    """A finite real number (int, float or numpy scalar; not bool), as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a number, got {value!r}.{_tail(hint)}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise InputError(f"{name} must be finite, got {value!r}.{_tail(hint)}")
+    return out
+
+
+def positive_number(value: Any, name: str, *, hint: str = "") -> float:
+    """A finite number > 0, as a float."""
+    out = number(value, name, hint=hint)
+    if out <= 0:
+        raise InputError(f"{name} must be positive, got {value!r}.{_tail(hint)}")
+    return out
+
+
+def non_negative_number(value: Any, name: str, *, hint: str = "") -> float:
+    """A finite number >= 0, as a float."""
+    out = number(value, name, hint=hint)
+    if out < 0:
+        raise InputError(f"{name} must be 0 or more, got {value!r}.{_tail(hint)}")
+    return out
+
+
+def integer(value: Any, name: str, *, minimum: int | None = None, hint: str = "") -> int:
+    """An int (Python or numpy; not bool) of at least ``minimum``, as an int."""
+    if not _is_int(value):
+        kind = "an int" if minimum is None else f"an int >= {minimum}"
+        raise InputError(f"{name} must be {kind}, got {value!r}.{_tail(hint)}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}.{_tail(hint)}")
+    return int(value)
+
+
+def positive_int(value: Any, name: str, *, hint: str = "") -> int:
+    """An int >= 1."""
+    if not _is_int(value) or value < 1:
+        raise InputError(f"{name} must be a positive int, got {value!r}.{_tail(hint)}")
+    return int(value)
+
+
+def non_negative_int(value: Any, name: str, *, hint: str = "") -> int:
+    """An int >= 0."""
+    if not _is_int(value) or value < 0:
+        raise InputError(f"{name} must be an int >= 0, got {value!r}.{_tail(hint)}")
+    return int(value)
+
+
+def fraction(
+    value: Any,
+    name: str,
+    *,
+    include_low: bool = False,
+    include_high: bool = True,
+    hint: str = "",
+) -> float:
+    """A number in the unit interval, by default (0, 1]; the ends are chosen by the flags."""
+    lo, hi = ("[" if include_low else "("), ("]" if include_high else ")")
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if ok:
+        v = float(value)
+        ok = (v >= 0.0 if include_low else v > 0.0) and (v <= 1.0 if include_high else v < 1.0)
+    if not ok:
+        raise InputError(f"{name} must be a number in {lo}0, 1{hi}, got {value!r}.{_tail(hint)}")
+    return float(value)
+
+
+def choice(value: Any, name: str, options: Sequence[str], *, hint: str = "") -> str:
+    """One of ``options`` (strings); the message lists them."""
+    if not isinstance(value, str) or value not in options:
+        listed = ", ".join(repr(o) for o in options)
+        raise InputError(f"Unknown {name} {value!r}; use one of {listed}.{_tail(hint)}")
+    return value
+
 
 #: Values further than this outside [0, 1] trigger a warning about normalization.
 RANGE_TOLERANCE = 1e-3

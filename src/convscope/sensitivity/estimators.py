@@ -70,15 +70,14 @@ percentile, normal, or BCa of Efron 1987), the latter for outputs that fit in me
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
+from convscope.core import persist
 from convscope.core.errors import InputError, ResultFormatError
 from convscope.core.results import Result
 from convscope.core.seeding import SeedLike, torch_generator
@@ -390,7 +389,7 @@ class SobolAccumulator:
     def __init__(
         self,
         k: int,
-        output_shape: Sequence[int] | int = (),
+        output_shape: Sequence[int] | int | None = (),
         *,
         second_order: bool = False,
         device: torch.device | str | None = None,
@@ -400,13 +399,13 @@ class SobolAccumulator:
             raise InputError(f"k must be a positive int (number of inputs), got {k!r}.")
         if isinstance(output_shape, int):
             output_shape = (output_shape,)
-        shape = tuple(int(s) for s in output_shape)
-        if any(s < 1 for s in shape):
+        shape = None if output_shape is None else tuple(int(s) for s in output_shape)
+        if shape is not None and any(s < 1 for s in shape):
             raise InputError(f"output_shape must have positive sizes, got {shape}.")
         if not dtype.is_floating_point:
             raise InputError(f"dtype must be a floating dtype, got {dtype}. Use torch.float64.")
         self.k = k
-        self.output_shape = shape
+        self.output_shape: tuple[int, ...] | None = shape
         self.second_order = bool(second_order)
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else None
@@ -419,7 +418,34 @@ class SobolAccumulator:
     @property
     def n_outputs(self) -> int:
         """Number of output elements."""
+        if self.output_shape is None:
+            raise InputError("The output shape is not known before the first update.")
         return math.prod(self.output_shape)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        r"""``(*out)`` mean of the outputs over :math:`[f_A; f_B]`."""
+        self._require_rows()
+        assert self.shift is not None and self.output_shape is not None
+        mean = self.shift + (self.sums["a"] + self.sums["b"]) / (2 * self.n)
+        return mean.reshape(self.output_shape)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        r"""``(*out)`` unbiased sample variance (ddof 1) of the outputs over :math:`[f_A; f_B]`.
+
+        (:meth:`indices` normalises by the population variance, as SALib does.)
+        """
+        self._require_rows()
+        assert self.output_shape is not None
+        count = 2 * self.n
+        s1 = self.sums["a"] + self.sums["b"]
+        var = (self.sums["aa"] + self.sums["bb"] - s1 * s1 / count) / max(count - 1, 1)
+        return var.reshape(self.output_shape)
+
+    def _require_rows(self) -> None:
+        if self.n == 0:
+            raise InputError("No rows accumulated yet; call update(f_a, f_b, f_ab) first.")
 
     @property
     def n_evaluations(self) -> int:
@@ -454,7 +480,9 @@ class SobolAccumulator:
             ``(k, n, *out)``, ``f_ba[j] = f(B with input j taken from A)``; required with
             ``second_order=True``.
         """
-        n, _, _ = _check_block(f_a, f_b, f_ab, f_ba, self.k, self.output_shape, self.second_order)
+        n, _, out = _check_block(f_a, f_b, f_ab, f_ba, self.k, self.output_shape, self.second_order)
+        if self.output_shape is None:
+            self.output_shape = out
         if self.device is None:
             self.device = f_a.device
         p = self.n_outputs
@@ -513,6 +541,10 @@ class SobolAccumulator:
         """Add the rows of another accumulator (same k, output shape, second order)."""
         if not isinstance(other, SobolAccumulator):
             raise InputError(f"merge needs a SobolAccumulator, got {type(other).__name__}.")
+        if self.output_shape is None and self.n == 0:
+            self.output_shape = other.output_shape
+        if other.output_shape is None and other.n == 0:
+            return self
         if (other.k, other.output_shape, other.second_order) != (
             self.k,
             self.output_shape,
@@ -575,9 +607,8 @@ class SobolAccumulator:
             variance get 0 and ``zero_variance=True``.
         """
         _check_estimators(first_order, total_order, center)
-        if self.n == 0:
-            raise InputError("No rows accumulated yet; call update(f_a, f_b, f_ab) first.")
-        assert self.shift is not None
+        self._require_rows()
+        assert self.shift is not None and self.output_shape is not None
         finite = torch.stack([torch.isfinite(v).all() for v in self.sums.values()]).all()
         if not bool(finite):
             raise InputError(
@@ -608,6 +639,10 @@ class SobolAccumulator:
             center=center,
         )
 
+    def compute(self) -> SobolIndices:
+        """:meth:`indices` with the default estimators (the :class:`Accumulator` protocol)."""
+        return self.indices()
+
     # -- persistence ------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -615,7 +650,7 @@ class SobolAccumulator:
         state: dict[str, Any] = {
             "format_version": _FORMAT_VERSION,
             "k": self.k,
-            "output_shape": list(self.output_shape),
+            "output_shape": None if self.output_shape is None else list(self.output_shape),
             "second_order": self.second_order,
             "dtype": str(self.dtype).removeprefix("torch."),
             "n": self.n,
@@ -630,8 +665,16 @@ class SobolAccumulator:
 
     def load_state_dict(self, state: dict[str, Any]) -> SobolAccumulator:
         """Restore a state written by :meth:`state_dict` (settings must match)."""
-        mine = (self.k, list(self.output_shape), self.second_order)
-        theirs = (state.get("k"), list(state.get("output_shape", [])), state.get("second_order"))
+        saved_shape = state.get("output_shape", [])
+        if self.output_shape is None and saved_shape is not None:
+            self.output_shape = tuple(int(v) for v in saved_shape)
+        shape = None if self.output_shape is None else list(self.output_shape)
+        mine = (self.k, shape, self.second_order)
+        theirs = (
+            state.get("k"),
+            None if saved_shape is None else list(saved_shape),
+            state.get("second_order"),
+        )
         if mine != theirs:
             raise InputError(
                 f"State was saved for (k, output_shape, second_order) = {theirs}, this "
@@ -660,59 +703,29 @@ class SobolAccumulator:
         return self
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path.npz`` (sums) and ``path.json`` (settings); no pickle. Returns the npz."""
-        base = Path(path)
-        if base.suffix in (".npz", ".json"):
-            base = base.with_suffix("")
-        npz, js = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
-        npz.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        arrays: dict[str, np.ndarray] = {}
-        if self.n > 0:
-            for name in ("shift", "ymin", "ymax"):
-                arrays[name] = state.pop(name).detach().cpu().numpy()
-            for key, value in state.pop("sums").items():
-                arrays[f"sums/{key}"] = value.detach().cpu().numpy()
-        np.savez_compressed(npz, **arrays)  # type: ignore[arg-type]
-        js.write_text(json.dumps({"type": "SobolAccumulator", **state}, indent=1))
-        return npz
+        """Write ``path.npz`` (sums) and ``path.json`` (settings) atomically; no pickle.
+
+        Returns the npz path (:mod:`convscope.core.persist`).
+        """
+        arrays, tree = persist.flatten_state(self.state_dict())
+        return persist.write(path, arrays, {"type": "SobolAccumulator", "state": tree})
 
     @classmethod
     def load(
         cls, path: str | Path, *, device: torch.device | str | None = None
     ) -> SobolAccumulator:
         """Read an accumulator written by :meth:`save`."""
-        base = Path(path)
-        if base.suffix in (".npz", ".json"):
-            base = base.with_suffix("")
-        npz, js = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
-        for p in (npz, js):
-            if not p.is_file():
-                raise ResultFormatError(
-                    f"Cannot load a SobolAccumulator: {p} is missing. Save writes <name>.npz "
-                    "and <name>.json."
-                )
-        try:
-            meta = json.loads(js.read_text())
-            data = np.load(npz, allow_pickle=False)
-            arrays = {key: torch.from_numpy(data[key]) for key in data.files}
-        except (OSError, ValueError, json.JSONDecodeError) as exc:
-            raise ResultFormatError(f"Cannot load a SobolAccumulator from {npz}: {exc}") from exc
-        if meta.get("type") != "SobolAccumulator":
-            raise ResultFormatError(f"{js} does not hold a SobolAccumulator.")
+        arrays, header = persist.read(path, what="a SobolAccumulator")
+        if header.get("type") != "SobolAccumulator" or "state" not in header:
+            raise ResultFormatError(f"{path} does not hold a SobolAccumulator.")
+        state = persist.unflatten_state(arrays, header["state"])
         acc = cls(
-            int(meta["k"]),
-            tuple(meta["output_shape"]),
-            second_order=bool(meta["second_order"]),
+            int(state["k"]),
+            None if state["output_shape"] is None else tuple(state["output_shape"]),
+            second_order=bool(state["second_order"]),
             device=device,
-            dtype=_dtype_from_name(meta["dtype"]),
+            dtype=_dtype_from_name(state["dtype"]),
         )
-        state = dict(meta)
-        if int(meta["n"]) > 0:
-            state.update({name: arrays[name] for name in ("shift", "ymin", "ymax")})
-            state["sums"] = {
-                key.removeprefix("sums/"): v for key, v in arrays.items() if key.startswith("sums/")
-            }
         return acc.load_state_dict(state)
 
 

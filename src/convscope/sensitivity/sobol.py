@@ -39,7 +39,6 @@ import torch
 
 from convscope.core.batching import check_batch_size
 from convscope.core.errors import InputError
-from convscope.core.progress import progress_bar
 from convscope.core.results import Result
 from convscope.sensitivity.designs import pick_freeze_design
 from convscope.sensitivity.estimators import (
@@ -47,7 +46,7 @@ from convscope.sensitivity.estimators import (
     SobolIndices,
     replicate_intervals,
 )
-from convscope.sensitivity.evaluation import BatchedEvaluator
+from convscope.sensitivity.evaluation import BatchedEvaluator, pick_freeze_stream
 
 __all__ = ["SobolResult", "sobol_indices"]
 
@@ -182,20 +181,15 @@ def sobol_indices(
             d, n, groups=groups, second_order=second_order, method=method,
             bounds=bounds_t, seed=seed + r, device=device,
         )  # fmt: skip
-        acc: SobolAccumulator | None = None
-        base_rows = max(1, per_call // design.evaluations_per_row)
-        blocks = list(design.blocks(base_rows))
-        for _, sub in progress_bar(blocks, desc="sobol", show=progress):
-            rows = sub.rows()
-            flat = evaluate(rows)
-            f_a, f_b, f_ab, f_ba = sub.split(flat.reshape(len(rows), *(evaluate.out_shape or ())))
-            if acc is None:
-                acc = SobolAccumulator(
-                    design.k, tuple(f_a.shape[1:]), second_order=second_order,
-                    device=f_a.device,
-                )  # fmt: skip
-            acc.update(f_a, f_b, f_ab, f_ba)
-        assert acc is not None
+
+        def evaluate_rows(rows: torch.Tensor, _: int) -> torch.Tensor:
+            return evaluate(rows).reshape(len(rows), *(evaluate.out_shape or ()))
+
+        acc = pick_freeze_stream(
+            design, evaluate_rows,
+            SobolAccumulator(design.k, None, second_order=second_order),
+            batch_size=per_call, progress=progress, desc="sobol",
+        )  # fmt: skip
         evaluations += design.n_evaluations
         results.append(acc.indices(first_order, total_order))  # type: ignore[arg-type]
         pooled = acc if pooled is None else pooled.merge(acc)

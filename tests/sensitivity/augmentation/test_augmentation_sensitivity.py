@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from convscope.core.errors import InputError
 from convscope.sensitivity.augmentation.augmentation_sensitivity import (
     AugmentationProblem,
     AugmentationSensitivityResult,
@@ -234,3 +235,36 @@ def test_bad_input() -> None:
         augmentation_sensitivity(model, x, [0, 1], ["0"], softmax=["4"], n=4)
     with pytest.raises(InputError, match="labels"):
         augmentation_sensitivity(model, x, [0], ["0"], n=4)
+
+
+@pytest.mark.parametrize("change", ["last_image", "last_bias", "setting"])
+def test_resume_of_a_different_run_is_refused(tmp_path: Path, change: str) -> None:
+    # The old fingerprint covered only the first 4 images and parameter tensors: a changed 5th
+    # image or a fine-tuned last layer was silently mixed in. Every change must be refused.
+    model = _small_cnn()
+    x = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    kw: dict = {"augmentations": [ScaleChannel(0)], "n": 8, "batch_size": 9, "progress": False}
+    augmentation_sensitivity(model, x, y, ["0"], resume=tmp_path / "state", **kw)
+    expected = {"last_image": "input 'images'", "last_bias": "the model", "setting": "'seed'"}
+    if change == "last_image":
+        x = x.clone()
+        x[-1, 0, 0, 0] += 0.25
+    elif change == "last_bias":
+        with torch.no_grad():
+            model[-1].bias[-1] += 1e-3  # type: ignore[index]
+    else:
+        kw["seed"] = 1
+    with pytest.raises(InputError, match=expected[change]):
+        augmentation_sensitivity(model, x, y, ["0"], resume=tmp_path / "state", **kw)
+
+
+def test_old_keyword_checkpoints_warns_and_means_layers() -> None:
+    model = _small_cnn()
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 1])
+    kw: dict = {"augmentations": [ScaleChannel(0)], "n": 4, "progress": False}
+    new = augmentation_sensitivity(model, x, y, layers=["0"], **kw)
+    with pytest.warns(DeprecationWarning, match="layers="):
+        old = augmentation_sensitivity(model, x, y, checkpoints=["0"], **kw)
+    assert torch.equal(new.first_order["0"], old.first_order["0"])  # type: ignore[index]

@@ -45,27 +45,25 @@ E. Song, B. L. Nelson, J. Staum, SIAM/ASA JUQ 4 (2016); A. Saltelli et al., CPC 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from convscope.core.batching import check_batch_size
-from convscope.core.checkpoint import fingerprint
+from convscope.core.deprecation import renamed_argument
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
+from convscope.core.fingerprint import RunFingerprint, run_fingerprint
 from convscope.core.hooks import record_activations
 from convscope.core.layers import resolve_layers
-from convscope.core.progress import progress_bar
 from convscope.core.results import Result
 from convscope.core.state import inference_state
+from convscope.core.streaming import distributed_rank, stream
 from convscope.core.validation import check_images
 from convscope.sensitivity.augmentation.augmentations import (
     Augmentation,
@@ -76,6 +74,7 @@ from convscope.sensitivity.augmentation.augmentations import (
 )
 from convscope.sensitivity.designs import pick_freeze_design
 from convscope.sensitivity.estimators import SobolAccumulator
+from convscope.sensitivity.evaluation import pick_freeze_stream
 
 __all__ = [
     "AugmentationProblem",
@@ -435,88 +434,33 @@ class _Evaluator:
         return out
 
 
-def _distributed() -> tuple[int, int]:
-    import torch.distributed as dist
+class _ShapleySums:
+    """Additive sums of the Song-Nelson-Staum permutation estimator (an accumulator)."""
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    def __init__(self, d: int, p: int, device: torch.device) -> None:
+        kw: dict[str, Any] = {"dtype": torch.float64, "device": device}
+        self.state = {
+            "shap": torch.zeros(d, p, **kw), "total": torch.zeros(p, **kw),
+            "s1": torch.zeros(p, **kw), "s2": torch.zeros(p, **kw), "count": torch.zeros((), **kw),
+        }  # fmt: skip
 
+    def update(self, **parts: Tensor) -> None:
+        for key, value in parts.items():
+            self.state[key] += value
 
-class _State:
-    """Atomic resume files: ``<path>.json`` (progress) pointing at ``<path>-<step>.npz``."""
+    def merge(self, other: _ShapleySums) -> _ShapleySums:
+        self.update(**other.state)
+        return self
 
-    def __init__(self, path: str | Path | None, run: str, rank: int) -> None:
-        self.base = None if path is None else Path(path)
-        if self.base is not None and rank:
-            self.base = self.base.with_name(f"{self.base.name}.rank{rank}")
-        self.run = run
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.state)
 
-    def load(self) -> tuple[int, dict[str, np.ndarray]] | None:
-        if self.base is None:
-            return None
-        meta = self.base.with_name(self.base.name + ".json")
-        if not meta.is_file():
-            return None
-        header = json.loads(meta.read_text())
-        if header.get("run") != self.run:
-            raise InputError(
-                f"The resume file {meta} was written by a different run (other model, images or "
-                "settings). Delete it, or pass another resume path."
-            )
-        with np.load(self.base.with_name(header["file"]), allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        return int(header["step"]), arrays
+    def load_state_dict(self, state: dict[str, Any]) -> _ShapleySums:
+        self.state = {k: state[k].to(self.state[k]).clone() for k in self.state}
+        return self
 
-    def save(self, step: int, arrays: dict[str, Tensor]) -> None:
-        if self.base is None:
-            return
-        self.base.parent.mkdir(parents=True, exist_ok=True)
-        meta = self.base.with_name(self.base.name + ".json")
-        old = json.loads(meta.read_text())["file"] if meta.is_file() else None
-        name = f"{self.base.name}-{step}.npz"
-        tmp = self.base.with_name(name + ".tmp.npz")
-        np.savez(tmp, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})  # type: ignore[arg-type]
-        os.replace(tmp, self.base.with_name(name))
-        tmp_meta = meta.with_name(meta.name + ".tmp")
-        tmp_meta.write_text(json.dumps({"run": self.run, "step": step, "file": name}))
-        os.replace(tmp_meta, meta)  # the switch to the new state is this one atomic rename
-        if old and old != name:
-            self.base.with_name(old).unlink(missing_ok=True)
-
-
-def _acc_arrays(acc: SobolAccumulator) -> dict[str, Tensor]:
-    state = acc.state_dict()
-    if acc.n == 0:
-        return {}
-    arrays = {name: state[name] for name in ("shift", "ymin", "ymax")}
-    arrays.update({f"sums/{k}": v for k, v in state["sums"].items()})
-    arrays["n"] = torch.tensor(acc.n)
-    return arrays
-
-
-def _acc_restore(acc: SobolAccumulator, arrays: dict[str, np.ndarray]) -> None:
-    if "n" not in arrays:
-        return
-    state: dict[str, Any] = {
-        "k": acc.k, "output_shape": list(acc.output_shape), "second_order": acc.second_order,
-        "n": int(arrays["n"]),
-    }  # fmt: skip
-    for name in ("shift", "ymin", "ymax"):
-        state[name] = torch.from_numpy(arrays[name])
-    state["sums"] = {
-        k.removeprefix("sums/"): torch.from_numpy(v) for k, v in arrays.items()
-        if k.startswith("sums/")
-    }  # fmt: skip
-    acc.load_state_dict(state)
-
-
-def _gather_objects(obj: Any) -> list[Any]:
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
+    def compute(self) -> dict[str, Tensor]:
+        return self.state
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,81 +470,44 @@ def _gather_objects(obj: Any) -> list[Any]:
 
 def _run_sobol(
     ev: _Evaluator, problem: AugmentationProblem, n: int, *, second_order: bool, seed: int,
-    state: _State, rank: int, world: int, progress: bool | None,
+    resume: str | Path | None, run: RunFingerprint, progress: bool | None,
 ) -> tuple[SobolAccumulator, int]:  # fmt: skip
     design = pick_freeze_design(
         problem.n_raw, n, groups=problem.groups, second_order=second_order, method="sobol",
         seed=seed, dtype=torch.float64,
     )  # fmt: skip
-    base_rows = max(1, ev.batch_size // design.evaluations_per_row)
-    blocks = list(design.blocks(base_rows))
-    mine = [(i, sub) for i, (_, sub) in enumerate(blocks) if i % world == rank]
     # the accumulator's shape is known after the first evaluation
     probe_rows = ev(design.a[:1].to(ev.device))
+    ev.count -= 1  # the probe is bookkeeping, not part of the design
     acc = SobolAccumulator(
         design.k, (probe_rows.shape[1],), second_order=second_order, device=ev.device
     )
-    ev.count -= 1  # the probe is bookkeeping, not part of the design
-    done = 0
-    loaded = state.load()
-    if loaded is not None:
-        done, arrays = loaded
-        _acc_restore(acc, arrays)
-    for step, (i, sub) in progress_bar(
-        list(enumerate(mine)), desc="augmentation sobol", show=progress
-    ):
-        if step < done:
-            continue
-        rows = sub.rows().to(ev.device)
-        flat = ev(rows, salt=i * 1_000_000)
-        f_a, f_b, f_ab, f_ba = sub.split(flat)
-        acc.update(f_a, f_b, f_ab, f_ba)
-        state.save(step + 1, _acc_arrays(acc))
-    if world > 1:
-        states = _gather_objects(acc.state_dict())
-        merged = SobolAccumulator(
-            design.k, acc.output_shape, second_order=second_order, device=ev.device
-        )
-        for s in states:
-            part = SobolAccumulator(
-                design.k, acc.output_shape, second_order=second_order, device=ev.device
-            )
-            part.load_state_dict(s)
-            if part.n:
-                merged = merged.merge(part) if merged.n else part
-        acc = merged
+    acc = pick_freeze_stream(
+        design, lambda rows, i: ev(rows.to(ev.device), salt=i * 1_000_000), acc,
+        batch_size=ev.batch_size, resume=resume, run=run, progress=progress,
+        desc="augmentation sobol",
+    )  # fmt: skip
     return acc, design.n_evaluations
 
 
 def _run_shapley(
     ev: _Evaluator, problem: AugmentationProblem, n_perm: int, n_outer: int, n_inner: int, *,
-    seed: int, state: _State, rank: int, world: int, progress: bool | None,
+    seed: int, resume: str | Path | None, run: RunFingerprint, progress: bool | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:  # fmt: skip
     d = problem.n_raw
     probe_rows = ev(torch.full((1, d), 0.5, dtype=torch.float64, device=ev.device))
     ev.count -= 1
     p = probe_rows.shape[1]
-    shap = torch.zeros(d, p, dtype=torch.float64, device=ev.device)
-    total = torch.zeros(p, dtype=torch.float64, device=ev.device)
-    # moments of independent draws (the outer rows), for the mean and variance maps
-    s1 = torch.zeros(p, dtype=torch.float64, device=ev.device)
-    s2 = torch.zeros(p, dtype=torch.float64, device=ev.device)
-    count = torch.zeros((), dtype=torch.float64, device=ev.device)
     shift = probe_rows[0]
-    mine = [t for t in range(n_perm) if t % world == rank]
-    done = 0
-    loaded = state.load()
-    if loaded is not None:
-        done, arrays = loaded
-        keys = ("shap", "total", "s1", "s2", "count")
-        shap, total, s1, s2, count = (torch.from_numpy(arrays[k]).to(ev.device) for k in keys)
-    for step, t in progress_bar(list(enumerate(mine)), desc="augmentation shapley", show=progress):
-        if step < done:
-            continue
+    sums = _ShapleySums(d, p, ev.device)
+
+    def permutation(t: int, _: int) -> None:
         # each permutation has its own generator: the result does not depend on sharding
         gen = torch.Generator().manual_seed(seed * 1_000_003 + t)
         perm = torch.randperm(d, generator=gen)
+        shap = torch.zeros(d, p, dtype=torch.float64, device=ev.device)
         prev = torch.zeros(p, dtype=torch.float64, device=ev.device)
+        s1 = s2 = prev
         for j in range(1, d + 1):
             inner = perm[:j]
             outer_draw = torch.rand(n_outer, 1, d, generator=gen, dtype=torch.float64)
@@ -612,22 +519,22 @@ def _run_shapley(
             c = y.var(dim=1, correction=1).mean(0)
             shap[perm[j - 1]] += c - prev
             prev = c
-            if j == 1:  # outer draws of j = 1 are independent full rows
+            if j == 1:  # outer draws of j = 1 are independent full rows (mean, variance maps)
                 z = y[:, 0] - shift
-                s1 += z.sum(0)
-                s2 += (z * z).sum(0)
-                count += n_outer
-        total += prev
-        state.save(step + 1, {"shap": shap, "total": total, "s1": s1, "s2": s2, "count": count})
-    if world > 1:
-        import torch.distributed as dist
+                s1, s2 = z.sum(0), (z * z).sum(0)
+        count = torch.tensor(float(n_outer), dtype=torch.float64, device=ev.device)
+        sums.update(shap=shap, total=prev, s1=s1, s2=s2, count=count)
 
-        for tensor in (shap, total, s1, s2, count):
-            dist.all_reduce(tensor)
+    blocks = list(range(n_perm))
+    sums = stream(
+        blocks, permutation, sums, resume=resume, run=run, progress=progress,
+        desc="augmentation shapley",
+    )  # fmt: skip
+    st = sums.compute()
     evaluations = n_perm * d * n_outer * n_inner
-    mean = shift + s1 / count
-    variance = (s2 - s1 * s1 / count) / (count - 1)
-    return shap / n_perm, total / n_perm, mean, variance, evaluations
+    mean = shift + st["s1"] / st["count"]
+    variance = (st["s2"] - st["s1"] * st["s1"] / st["count"]) / (st["count"] - 1)
+    return st["shap"] / n_perm, st["total"] / n_perm, mean, variance, evaluations
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,7 +546,7 @@ def augmentation_sensitivity(
     model: nn.Module,
     images: Tensor,
     labels: Tensor | Sequence[int],
-    checkpoints: Sequence[str] | str,
+    layers: Sequence[str] | str | None = None,
     *,
     augmentations: str | Sequence[Augmentation | str] = "A1",
     method: Method = "sobol",
@@ -657,6 +564,7 @@ def augmentation_sensitivity(
     batch_size: int | None = None,
     resume: str | Path | None = None,
     progress: bool | None = None,
+    checkpoints: Sequence[str] | str | None = None,
 ) -> AugmentationSensitivityResult:
     r"""Sobol' indices or Shapley effects of every activation of ``checkpoints`` with respect to
     simultaneous augmentations, class, partition and augmentation order (seed 000).
@@ -716,6 +624,12 @@ def augmentation_sensitivity(
     ``world_size``-th block (Sobol) or permutation (Shapley) and the states are merged at the
     end, so every process returns the same result as one process (to float rounding).
     """
+    layers = renamed_argument(
+        checkpoints, layers, old="checkpoints", new="layers", function="augmentation_sensitivity"
+    )
+    if layers is None:
+        raise InputError("Pass layers=[...]: the module names whose outputs are analysed.")
+    checkpoints = layers
     x = check_images(images)
     lab = torch.as_tensor(labels).reshape(-1)
     if lab.numel() != x.shape[0]:
@@ -744,7 +658,7 @@ def augmentation_sensitivity(
         augs, n_partitions=source.n_partitions, scheme=method, p_apply=p_apply
     )
     per_call = check_batch_size(batch_size)
-    rank, world = _distributed()
+    _, world = distributed_rank()
     settings: dict[str, Any] = {
         "augmentations": [a.name for a in augs], "method": method, "n": n,
         "second_order": second_order, "n_perm": n_perm, "n_outer": n_outer, "n_inner": n_inner,
@@ -754,9 +668,11 @@ def augmentation_sensitivity(
         "n_images": int(x.shape[0]), "n_classes": source.n_classes,
         "n_partitions": source.n_partitions,
     }  # fmt: skip
-    params = [p.detach() for p in model.parameters()][:4]
-    run = fingerprint(x[:4], lab, names, settings, *params)
-    state = _State(resume, run, rank)
+    # the whole state_dict, every image and label, every setting (a resume cannot mix runs)
+    run = run_fingerprint(
+        model, {"images": x, "labels": lab, "partition": None if partition is None
+                else torch.as_tensor(partition)}, {**settings, "layers": names},
+    )  # fmt: skip
     ev = _Evaluator(
         model, x, source, problem, names, batch_size=per_call, rescale=rescale, softmax=soft,
         image_choice=image_choice, seed=seed,
@@ -765,8 +681,8 @@ def augmentation_sensitivity(
     with inference_state(model), torch.no_grad():
         if method == "sobol":
             acc, evaluations = _run_sobol(
-                ev, problem, n, second_order=second_order, seed=seed, state=state, rank=rank,
-                world=world, progress=progress,
+                ev, problem, n, second_order=second_order, seed=seed, resume=resume, run=run,
+                progress=progress,
             )  # fmt: skip
             est = acc.indices()
             first = ev.split(est.first_order, (len(problem.groups),))
@@ -774,16 +690,12 @@ def augmentation_sensitivity(
             if est.second_order is not None:
                 k = len(problem.groups)
                 second = ev.split(est.second_order, (k, k))
-            sums, shift, count = acc.sums, acc.shift, 2 * acc.n
-            assert shift is not None
-            s1 = sums["a"] + sums["b"]
-            mean_flat = shift + s1 / count
-            var_flat = (sums["aa"] + sums["bb"] - s1 * s1 / count) / (count - 1)
+            mean_flat, var_flat = acc.mean, acc.variance
         else:
             perms = n if n_perm is None else n_perm
             raw, _total, mean_flat, var_flat, evaluations = _run_shapley(
-                ev, problem, perms, n_outer, n_inner, seed=seed, state=state, rank=rank,
-                world=world, progress=progress,
+                ev, problem, perms, n_outer, n_inner, seed=seed, resume=resume, run=run,
+                progress=progress,
             )  # fmt: skip
             groups = torch.stack([raw[g].sum(0) for g in problem.groups]).clamp_min(0)
             norm = groups.sum(0)

@@ -248,14 +248,42 @@ def test_checkpoint_resumes_without_recomputing(tmp_path: Path) -> None:
 
     handle = model.register_forward_hook(stop_after_some)
     with pytest.raises(InterruptError):
-        region_sobol(model, x, 1, regions, n=8, batch_size=48, n_boot=0, checkpoint=tmp_path / "c")
+        region_sobol(model, x, 1, regions, n=8, batch_size=48, n_boot=0, resume=tmp_path / "c")
     handle.remove()
     model.calls.clear()
     resumed = region_sobol(
-        model, x, 1, regions, n=8, batch_size=48, n_boot=0, checkpoint=tmp_path / "c"
+        model, x, 1, regions, n=8, batch_size=48, n_boot=0, resume=tmp_path / "c"
     )
     torch.testing.assert_close(resumed.first_order, full.first_order)
     assert sum(model.calls) < 4 * (48 + 1)  # the finished image was not recomputed
+
+
+@pytest.mark.parametrize("change", ["last_image", "last_weight", "setting"])
+def test_resume_of_a_different_run_is_refused(tmp_path: Path, change: str) -> None:
+    regions = _grid(8, 2)
+    model = Additive(regions.labels, torch.randn(2, 4)).eval()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    kw: dict = {"n": 8, "batch_size": 48, "n_boot": 0, "resume": tmp_path / "c"}
+    region_sobol(model, x, 1, regions, **kw)
+    expected = {"last_image": "input 'images'", "last_weight": "the model", "setting": "'n'"}
+    if change == "last_image":
+        x = x.clone()
+        x[-1, 0, -1, -1] = 1 - x[-1, 0, -1, -1]
+    elif change == "last_weight":
+        with torch.no_grad():
+            model.weights[-1, -1] += 1e-3  # a buffer: the whole state_dict is covered
+    else:
+        kw["n"] = 16
+    with pytest.raises(InputError, match=expected[change]):
+        region_sobol(model, x, 1, regions, **kw)
+
+
+def test_old_keyword_checkpoint_warns(tmp_path: Path) -> None:
+    regions = _grid(8, 2)
+    model = Additive(regions.labels, torch.randn(2, 4)).eval()
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(DeprecationWarning, match="resume="):
+        region_sobol(model, x, 1, regions, n=8, n_boot=0, checkpoint=tmp_path / "c")
 
 
 def test_result_round_trip_heatmap_and_helpers(tmp_path: Path) -> None:

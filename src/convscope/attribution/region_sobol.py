@@ -8,17 +8,17 @@ perturbed image is
 
     \tilde x = b + \alpha_k\,(x - b) \quad \text{on region } k,
 
-with :math:`b` a *baseline image*. The seed (Eqs. 6-9) samples the pixel sum :math:`r_k` of a
+with :math:`b` a *baseline image*. The paper (Eqs. 6-9) samples the pixel sum :math:`r_k` of a
 region on :math:`[0, 2 r_k]` and rescales the region by :math:`\tilde r_k / r_k`; that is the
 ``"scale"`` perturbation with :math:`\alpha_k \sim U[0, 2]` and :math:`b = 0` in the space the
 model sees (:math:`\alpha = 0` masks the region, :math:`\alpha = 2` amplifies it, and
-:math:`\alpha = 1` gives the image back, the seed's Property 2). ``"blur"`` and ``"inpaint"``
+:math:`\alpha = 1` gives the image back, the paper's Property 2). ``"blur"`` and ``"inpaint"``
 use a blurred or an inpainted image as :math:`b`, so :math:`\alpha = 0` removes the region's
 detail instead of its colour.
 
 The factors are independent uniform inputs of the scalar function :math:`\alpha \mapsto
 f_c(\tilde x(\alpha))` (the target score), whose Sobol' indices are estimated by pick-freeze
-(Saltelli 2010 first order, Jansen total order, as SALib and the seed do) from
+(Saltelli 2010 first order, Jansen total order, as SALib and the paper do) from
 :math:`N(l + 2)` model evaluations:
 
 .. math::
@@ -32,8 +32,9 @@ interaction; the *primary index ratio* (PIR, Eq. 13) lies in :math:`[0, 1]` in t
 low for regions that matter through interactions. With small :math:`N` the estimates are noisy
 (PIR can leave :math:`[0, 1]`); the bootstrap intervals tell noise from effect.
 
-Reference: Tan, Zhang, et al., "Sample-based semantic analysis of CNNs with Sobol' indices"
-(seed 001); A. Saltelli et al., Computer Physics Communications 181 (2010).
+Reference: "A sample-based method for semantic understanding of neural network decisions"
+(Sobol-SBSA; anonymous ICLR 2023 submission); A. Saltelli et al., Computer Physics
+Communications 181 (2010). Full references: ``docs/references.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convscope.core.batching import check_batch_size
-from convscope.core.checkpoint import GroupCheckpoint, fingerprint
+from convscope.core.checkpoint import GroupCheckpoint
+from convscope.core.deprecation import renamed_argument
+from convscope.core.fingerprint import run_fingerprint
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
 from convscope.core.progress import progress_bar
@@ -57,9 +60,8 @@ from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, as_target, check_target_count
 from convscope.core.validation import check_images
 from convscope.data.filters import gaussian_blur
-from convscope.data.regions import Regions, grid_regions
-from convscope.metrics.deletion import normalization_mean
-from convscope.metrics.regions import n_selected, region_heatmap
+from convscope.data.normalization import normalization_mean
+from convscope.data.regions import Regions, grid_regions, n_selected, region_heatmap
 from convscope.sensitivity.designs import pick_freeze_design
 from convscope.sensitivity.estimators import SobolAccumulator, bootstrap_intervals
 
@@ -160,7 +162,7 @@ def region_baseline(
 ) -> Tensor:
     r"""The baseline image :math:`b` a region takes at factor 0 (``N×C×H×W``).
 
-    * ``"scale"``: the colour the model maps to 0. ``space="normalized"`` (default, the seed's
+    * ``"scale"``: the colour the model maps to 0. ``space="normalized"`` (default, the paper's
       setting: the factor multiplies the tensor the network sees) gives the model's
       normalisation mean (black if the model has no
       :class:`~convscope.data.normalization.Normalize`); ``space="pixel"`` gives black.
@@ -227,7 +229,7 @@ def target_scores(outputs: Tensor, target: Target, output: Output) -> Tensor:
 
 
 def primary_index_ratio(first_order: Tensor, total_order: Tensor, eps: float = 1e-6) -> Tensor:
-    r"""PIR :math:`= S_k / S^T_k` (seed Eq. 13), NaN where :math:`S^T_k \le` ``eps``.
+    r"""PIR :math:`= S_k / S^T_k` (Sobol-SBSA Eq. 13), NaN where :math:`S^T_k \le` ``eps``.
 
     A total index at (or, through estimator noise, below) zero makes the ratio meaningless,
     so it is NaN rather than ±inf; NaN inputs (empty regions) stay NaN.
@@ -375,7 +377,7 @@ def _check_factor_bounds(factor_bounds: Sequence[float]) -> tuple[float, float]:
         ) from None
     if not lo < hi:
         raise InputError(
-            f"factor_bounds must satisfy low < high, got ({lo}, {hi}); the seed's default is "
+            f"factor_bounds must satisfy low < high, got ({lo}, {hi}); the Sobol-SBSA default is "
             "(0.0, 2.0): mask at 0, keep at 1, amplify at 2."
         )
     return lo, hi
@@ -403,10 +405,11 @@ def region_sobol(
     pir_eps: float = 1e-6,
     batch_size: int | None = None,
     seed: int = 0,
-    checkpoint: str | Path | None = None,
+    resume: str | Path | None = None,
     progress: bool | None = None,
+    checkpoint: str | Path | None = None,
 ) -> RegionSobolResult:
-    r"""Sobol' indices of image regions for a target score (Sobol-SBSA, seed 001).
+    r"""Sobol' indices of image regions for a target score (Sobol-SBSA).
 
     Each region :math:`k` is perturbed as :math:`\tilde x = b + \alpha_k (x - b)` with
     independent :math:`\alpha_k \sim U[\text{factor\_bounds}]`; the target score's first-order
@@ -425,27 +428,27 @@ def region_sobol(
         A :class:`~convscope.data.regions.Regions` partition (shared ``H×W`` or per image),
         or a grid size ``g`` / ``(rows, cols)``.
     n
-        Base rows N (a power of two for ``method="sobol"``). The seed uses 50 with SALib's
+        Base rows N (a power of two for ``method="sobol"``). The paper uses 50 with SALib's
         unscrambled Saltelli sequence; 64 is the nearest power of two, and ``method="random"``
         accepts ``n=50``.
     perturbation
-        The baseline :math:`b` (:func:`region_baseline`): ``"scale"`` (the seed's; :math:`b`
+        The baseline :math:`b` (:func:`region_baseline`): ``"scale"`` (the paper's; :math:`b`
         = the colour the model maps to 0), ``"blur"``, ``"inpaint"``, or a baseline image.
     factor_bounds
-        Range of the factors; the seed's ``(0, 2)`` masks and amplifies with equal probability
+        Range of the factors; the paper's ``(0, 2)`` masks and amplifies with equal probability
         and keeps the image at 1.
     space
-        For ``"scale"``: ``"normalized"`` multiplies the tensor the network sees (the seed's
+        For ``"scale"``: ``"normalized"`` multiplies the tensor the network sees (the paper's
         setting), ``"pixel"`` multiplies ``[0, 1]`` pixels (factor 0 = black).
     blur_sigma
         Gaussian width of ``"blur"`` in pixels (default 5% of the longer side).
     clip
-        Clip perturbed images to ``[0, 1]`` (the seed does not; amplified pixels exceed 1).
+        Clip perturbed images to ``[0, 1]`` (the paper does not; amplified pixels exceed 1).
     output
-        Score: ``"logit"`` (default, the spec's recommendation), ``"probability"`` or
-        ``"log_probability"``, before ``target`` picks the class.
+        Score: ``"logit"`` (default; the paper does not say which score it used),
+        ``"probability"`` or ``"log_probability"``, before ``target`` picks the class.
     first_order, total_order
-        Estimators (``convscope.sensitivity``); the defaults are SALib's and the seed's.
+        Estimators (``convscope.sensitivity``); the defaults are SALib's and the paper's.
     method
         Design: ``"sobol"`` (scrambled Sobol' QMC), ``"random"`` or ``"lhs"``.
     n_boot, interval, level
@@ -457,9 +460,12 @@ def region_sobol(
         Perturbed images per forward pass (default 64), across images and design rows.
     seed
         Seed of the design and of the bootstrap; one design serves every image.
-    checkpoint
+    resume
         File prefix: the scores of finished images are saved after each group, and the same
-        call resumes after an interruption.
+        call resumes after an interruption; a file written by another run (model, images,
+        regions, targets or settings) is refused with an error naming the difference.
+    checkpoint
+        Deprecated name of ``resume``.
     progress
         Progress bar over image groups (None: automatic).
 
@@ -473,6 +479,9 @@ def region_sobol(
     >>> result.total_order.shape, result.n_evaluations                             # doctest: +SKIP
     (torch.Size([N, 64]), 4224)
     """
+    resume = renamed_argument(
+        checkpoint, resume, old="checkpoint", new="resume", function="region_sobol"
+    )
     x_in = check_images(input)
     tgt = check_target_count(target, x_in.shape[0])
     tgt = as_target(tgt)
@@ -514,10 +523,13 @@ def region_sobol(
         "seed": seed, "regions": {"kind": parts.kind, **parts.settings},
     }  # fmt: skip
     saved = None
-    if checkpoint is not None:
-        run = fingerprint(x, labels, base, tgt.index if tgt.function is None else "callable",
-                          settings)  # fmt: skip
-        saved = GroupCheckpoint(checkpoint, run)
+    if resume is not None:
+        index = tgt.index if isinstance(tgt.index, Tensor) else torch.tensor(tgt.index or 0)
+        run = run_fingerprint(
+            model, {"images": x, "regions": labels, "baseline": base, "target": index},
+            {**settings, "target": "index" if tgt.function is None else "callable"},
+        )
+        saved = GroupCheckpoint(resume, run)
 
     # images per group: fill a forward pass when one image has fewer rows than batch_size
     per_group = max(1, per_call // m_rows)

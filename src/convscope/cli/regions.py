@@ -22,6 +22,7 @@ import torch
 
 from convscope.cli.commands import add_model_file_options, load_model_and_images, positive_int
 from convscope.core.errors import InputError
+from convscope.core.model_info import model_info
 from convscope.core.progress import set_progress
 
 __all__ = ["add_parser", "cmd_regions", "parse_grids"]
@@ -78,11 +79,11 @@ def add_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument(
         "--perturbation", default="scale", choices=("scale", "blur", "inpaint"),
-        help="what a factor of 0 does to a cell: scale (the seed's), blur or inpaint",
+        help="what a factor of 0 does to a cell: scale (Sobol-SBSA's), blur or inpaint",
     )  # fmt: skip
     p.add_argument(
         "--space", default="normalized", choices=("normalized", "pixel"),
-        help="scale the normalised input (the seed's) or the [0, 1] pixels",
+        help="scale the normalised input (Sobol-SBSA's) or the [0, 1] pixels",
     )  # fmt: skip
     p.add_argument(
         "--output", default="logit", choices=("logit", "probability", "log_probability"),
@@ -114,7 +115,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
     if args.n_boot < 0 or args.n_boot == 1:
         raise InputError(f"--n-boot must be 0 (no intervals) or at least 2, got {args.n_boot}.")
     model, images = load_model_and_images(args)
-    info = getattr(model, "convscope_info", None)
+    info = model_info(model)
     height, width = images.shape[-2:]
     for rows, cols in grids:
         if rows > height or cols > width:
@@ -138,7 +139,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
             method=args.design, perturbation=args.perturbation, space=args.space,
             output=args.output,
             n_boot=args.n_boot, batch_size=args.batch_size, seed=args.seed,
-            checkpoint=args.out / f"grid{tag}-checkpoint",
+            resume=args.out / f"grid{tag}-checkpoint",
         )  # fmt: skip
         result.save(args.out / f"grid{tag}")
         results[tag] = result

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from convscope.core import persist
 from convscope.core.errors import InputError
+from convscope.core.fingerprint import RunFingerprint
 from convscope.core.jsonable import to_jsonable
 
 __all__ = ["GroupCheckpoint", "fingerprint"]
@@ -46,30 +47,33 @@ class GroupCheckpoint:
     Parameters
     ----------
     path
-        File prefix; ``<path>.npz`` and ``<path>.json`` are written.
+        File prefix; ``<path>.npz`` and ``<path>.json`` are written
+        (:mod:`convscope.core.persist`, atomically).
     run
-        Fingerprint of the run (inputs and settings, see :func:`fingerprint`).
+        Fingerprint of the run: a :class:`~convscope.core.fingerprint.RunFingerprint` (a
+        mismatch names what differs) or a digest string (see :func:`fingerprint`).
     """
 
-    def __init__(self, path: str | Path, run: str) -> None:
-        base = Path(path)
-        if base.suffix in (".npz", ".json"):
-            base = base.with_suffix("")
-        self.npz = base.with_name(base.name + ".npz")
-        self.meta = base.with_name(base.name + ".json")
+    def __init__(self, path: str | Path, run: str | RunFingerprint) -> None:
+        self.path = path
+        self.npz, self.meta = persist.pair_paths(path)
         self.run = run
         self._arrays: dict[str, np.ndarray] = {}
         self._done: dict[int, list[str]] = {}
         if self.meta.is_file() and self.npz.is_file():
-            header = json.loads(self.meta.read_text())
-            if header.get("run") != run:
+            self._arrays, header = persist.read(path, what="checkpoint")
+            saved = header.get("run")
+            if isinstance(run, RunFingerprint) and isinstance(saved, dict):
+                RunFingerprint.from_dict(saved).check(run, self.meta)
+            elif saved != self._run_json():
                 raise InputError(
-                    f"The checkpoint {self.meta} was written by a different run (other images, "
-                    "targets or settings). Delete it, or pass another checkpoint path."
+                    f"The checkpoint {self.meta} was written by a different run (other model, "
+                    "images, targets or settings). Delete it, or pass another resume path."
                 )
-            with np.load(self.npz, allow_pickle=False) as data:
-                self._arrays = {key: data[key] for key in data.files}
             self._done = {int(g): list(names) for g, names in header["groups"].items()}
+
+    def _run_json(self) -> Any:
+        return self.run.to_dict() if isinstance(self.run, RunFingerprint) else self.run
 
     @property
     def groups(self) -> list[int]:
@@ -87,14 +91,7 @@ class GroupCheckpoint:
     def put(self, group: int, arrays: Mapping[str, torch.Tensor | np.ndarray]) -> None:
         """Record a finished group and rewrite the checkpoint atomically."""
         for name, value in arrays.items():
-            if isinstance(value, torch.Tensor):
-                value = value.detach().cpu().numpy()
-            self._arrays[f"{group}/{name}"] = np.asarray(value)
+            self._arrays[f"{group}/{name}"] = persist.to_numpy(value)
         self._done[group] = list(arrays)
-        self.npz.parent.mkdir(parents=True, exist_ok=True)
-        tmp_npz = self.npz.with_name(self.npz.name + ".tmp.npz")
-        np.savez(tmp_npz, **self._arrays)  # type: ignore[arg-type]
-        os.replace(tmp_npz, self.npz)
-        tmp_meta = self.meta.with_name(self.meta.name + ".tmp")
-        tmp_meta.write_text(json.dumps({"run": self.run, "groups": self._done}))
-        os.replace(tmp_meta, self.meta)
+        header = {"run": self._run_json(), "groups": {str(g): v for g, v in self._done.items()}}
+        persist.write(self.path, self._arrays, header)

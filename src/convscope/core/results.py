@@ -9,13 +9,13 @@ A result is a dataclass. :meth:`Result.save` writes ``<path>.npz`` holding every
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from convscope.core import persist
 from convscope.core.errors import ResultFormatError
 from convscope.core.jsonable import to_jsonable
 
@@ -34,12 +34,7 @@ def _is_array_dict(value: Any) -> bool:
     return isinstance(value, dict) and bool(value) and all(_is_array(v) for v in value.values())
 
 
-def _paths(path: str | Path) -> tuple[Path, Path]:
-    # Only .npz/.json are suffixes here: "resnet18.layer3" is a name, not a suffix.
-    base = Path(path)
-    if base.suffix in (".npz", ".json"):
-        base = base.with_suffix("")
-    return base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
+_paths = persist.pair_paths
 
 
 @dataclasses.dataclass
@@ -51,21 +46,20 @@ class Result:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path.npz`` (arrays) and ``path.json`` (settings); return the npz path."""
-        npz_path, json_path = _paths(path)
-        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        npz_path, _ = _paths(path)
         arrays: dict[str, np.ndarray] = {}
         meta: dict[str, Any] = {}
         kinds: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if _is_array(value):
-                arrays[f.name] = _to_numpy(value)
+                arrays[f.name] = persist.to_numpy(value)
                 kinds[f.name] = "tensor" if isinstance(value, torch.Tensor) else "array"
             elif _is_array_dict(value):
                 for key, item in value.items():
                     if "/" in str(key):
                         raise ResultFormatError(f"Key {key!r} of field {f.name!r} contains '/'.")
-                    arrays[f"{f.name}/{key}"] = _to_numpy(item)
+                    arrays[f"{f.name}/{key}"] = persist.to_numpy(item)
                 kinds[f.name] = (
                     "tensor_dict"
                     if any(isinstance(v, torch.Tensor) for v in value.values())
@@ -74,32 +68,19 @@ class Result:
                 meta[f.name] = list(value.keys())
             else:
                 meta[f.name] = to_jsonable(value)
-        np.savez_compressed(npz_path, **arrays)  # type: ignore[arg-type]
         header = {
             "result_type": type(self).__name__,
             "format_version": _FORMAT_VERSION,
             "kinds": kinds,
             "fields": meta,
         }
-        json_path.write_text(json.dumps(header, indent=1))
-        return npz_path
+        return persist.write(npz_path, arrays, header, compress=True)
 
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
         """Read a result written by :meth:`save` (no pickle is ever loaded)."""
-        npz_path, json_path = _paths(path)
-        for p in (npz_path, json_path):
-            if not p.is_file():
-                raise ResultFormatError(
-                    f"Cannot load {cls.__name__}: {p} is missing. A saved result is a pair of "
-                    "files <name>.npz and <name>.json written by .save(<name>)."
-                )
-        try:
-            header = json.loads(json_path.read_text())
-            data = np.load(npz_path, allow_pickle=False)
-            arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, json.JSONDecodeError) as exc:
-            raise ResultFormatError(f"Cannot load {cls.__name__} from {npz_path}: {exc}") from exc
+        _, json_path = _paths(path)
+        arrays, header = persist.read(path, what=cls.__name__)
         if header.get("result_type") != cls.__name__:
             raise ResultFormatError(
                 f"{json_path} holds a {header.get('result_type')!r}, not a {cls.__name__}. "
@@ -128,9 +109,3 @@ class Result:
     def _restore_field(cls, name: str, value: Any) -> Any:
         """Turn a JSON value back into the field's type (lists become tuples by default)."""
         return tuple(value) if isinstance(value, list) else value
-
-
-def _to_numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)

@@ -372,7 +372,7 @@ def synchronized_cell(
     :math:`(\operatorname{round}(h_t/h_s \cdot i), \operatorname{round}(w_t/w_s \cdot j))` as
     in the original's multi-layer component (rounding half up, like JavaScript's
     ``Math.round``), clipped to the target grid. Receptive-field centres and padding offsets
-    are ignored, so grids of odd or unrelated sizes align only approximately (spec §5 item 23).
+    are ignored, so grids of odd or unrelated sizes align only approximately, as in the original.
 
     Parameters
     ----------

@@ -51,9 +51,9 @@ from torch import Tensor, nn
 from convscope.core.batching import check_batch_size
 from convscope.core.checkpoint import GroupCheckpoint
 from convscope.core.deprecation import renamed_argument
-from convscope.core.fingerprint import run_fingerprint
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
+from convscope.core.fingerprint import run_fingerprint
 from convscope.core.progress import progress_bar
 from convscope.core.results import Result
 from convscope.core.state import inference_state

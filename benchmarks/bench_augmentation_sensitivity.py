@@ -858,7 +858,7 @@ def main() -> None:
         },
     )
     report["projection"] = proj
-    print("\nprojection of the seed's AlexNet 'si, A2' run:\n")
+    print("\nprojection of Kharyuk et al.'s AlexNet 'si, A2' run:\n")
     print(projection_text(proj))
     report["wall_seconds"] = time.perf_counter() - started
     print(f"\nwhole benchmark: {report['wall_seconds']:.0f} s wall clock")

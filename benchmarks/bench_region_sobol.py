@@ -91,7 +91,7 @@ LABELS = {
     "bare": "bare forward passes (floor)",
     "convscope": "convscope `region_sobol` (n_boot=100)",
     "convscope-noboot": "convscope `region_sobol` (n_boot=0)",
-    "seed": "seed pipeline (SALib sample + numpy + SALib analyze)",
+    "seed": "authors' pipeline (SALib sample + numpy + SALib analyze)",
 }
 FACTOR_BOUNDS = (0.0, 2.0)
 CHECK_TOLERANCE = 1e-6
@@ -444,7 +444,7 @@ def summary_table(report: dict[str, Any]) -> str:
     """One line per configuration: s/image of each variant, overheads, speed-up, check."""
     lines = [
         "| configuration | evaluations/image | bare (floor) | convscope, n_boot=100 "
-        "| convscope, n_boot=0 | seed pipeline | seed / convscope | check (float64) |",
+        "| convscope, n_boot=0 | authors' pipeline | authors' / convscope | check (float64) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for entry in report["configs"]:

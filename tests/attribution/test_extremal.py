@@ -506,13 +506,13 @@ def test_checkpoint_keeps_finished_groups_across_an_interruption(
     # 2 images × 2 areas in groups of 2 rows; 2 forwards before the loop, 6 per group.
     flaky = _Interrupting(tiny_cnn, stop_at=2 + 6 + 3)
     with pytest.raises(KeyboardInterrupt):
-        extremal_perturbation(flaky, x, 1, (0.1, 0.3), checkpoint=path, **opts)
+        extremal_perturbation(flaky, x, 1, (0.1, 0.3), resume=path, **opts)
     resumed_model = _Interrupting(tiny_cnn, stop_at=None)
-    resumed = extremal_perturbation(resumed_model, x, 1, (0.1, 0.3), checkpoint=path, **opts)
+    resumed = extremal_perturbation(resumed_model, x, 1, (0.1, 0.3), resume=path, **opts)
     # Only the second group was optimised again: 2 + 6 forwards, plus 2×2 final scores.
     assert resumed_model.calls == 2 + 6 + 4
     torch.testing.assert_close(resumed.masks, reference.masks)
     torch.testing.assert_close(resumed.history, reference.history, equal_nan=True)
     # A checkpoint of another run is refused.
     with pytest.raises(InputError, match="different run"):
-        extremal_perturbation(tiny_cnn, x.flip(3), 1, (0.1, 0.3), checkpoint=path, **opts)
+        extremal_perturbation(tiny_cnn, x.flip(3), 1, (0.1, 0.3), resume=path, **opts)

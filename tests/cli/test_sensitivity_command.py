@@ -48,3 +48,15 @@ def test_sensitivity_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     args = ["--world", "4", "--checkpoints", "model.classifier", "--set", "A3"]
     assert main(["sensitivity", *args, "--out", str(tmp_path), "--quiet"]) == 2
     assert "A3" in capsys.readouterr().err
+
+
+def test_layers_option_and_deprecated_checkpoints_alias(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--world", "4", "--out", str(tmp_path), "--quiet"]
+    assert main(["sensitivity", "--layers", "model.features.relu9", *args]) == 2
+    err = capsys.readouterr().err
+    assert "relu9" in err and "deprecated" not in err
+    assert main(["sensitivity", "--checkpoints", "model.features.relu9", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoints is deprecated; use --layers" in err and "relu9" in err

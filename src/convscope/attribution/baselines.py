@@ -69,13 +69,13 @@ from convscope.attribution.rise import rise
 from convscope.core.batching import batch_slices, check_batch_size
 from convscope.core.device import model_device, model_dtype, to_model
 from convscope.core.errors import InputError, TargetError
-from convscope.core.hooks import Activations, last_spatial_layer, probe
+from convscope.core.hooks import Activations, default_layer, probe
 from convscope.core.layers import resolve_layer
 from convscope.core.progress import progress_bar
 from convscope.core.seeding import SeedLike, torch_generator
 from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
-from convscope.core.validation import check_images
+from convscope.core.validation import check_images, positive_int
 
 __all__ = [
     "BASELINES",
@@ -89,21 +89,6 @@ __all__ = [
     "occlusion",
     "smoothgrad",
 ]
-
-
-def default_layer(model: nn.Module, input_size: tuple[int, int] | None = None) -> str:
-    """The layer a model's metadata recommends for Grad-CAM, else its last spatial layer.
-
-    The last spatial layer is the last module with an N×C×h×w output (h·w > 1) that runs once
-    per forward pass (:func:`convscope.core.last_spatial_layer`), e.g. ``layer4`` of a ResNet.
-    """
-    info = getattr(model, "convscope_info", None)
-    if info is not None and getattr(info, "default_layer", None):
-        return str(info.default_layer)
-    if input_size is None:
-        side = getattr(info, "input_size", None) or 224
-        input_size = (side, side)
-    return last_spatial_layer(model, input_size)
 
 
 def grad_cam(
@@ -260,12 +245,6 @@ def _fill(
             f"{tuple(input.shape)} (e.g. 1×3×1×1 for one colour), got shape "
             f"{tuple(fill.shape)}."
         ) from exc
-
-
-def _positive_int(value: int, name: str, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}.{hint}")
-    return value
 
 
 # --- gradient, guided backprop, deconvnet -----------------------------------------------------
@@ -521,7 +500,7 @@ def integrated_gradients(
     ----------
     M. Sundararajan, A. Taly, Q. Yan, *Axiomatic Attribution for Deep Networks*, ICML 2017.
     """
-    _positive_int(n_steps, "n_steps")
+    positive_int(n_steps, "n_steps")
     methods = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle")
     if method not in (*methods, "riemann_trapezoid"):
         raise InputError(
@@ -608,7 +587,7 @@ def smoothgrad(
     """
     check_images(input)
     _no_inference_mode("SmoothGrad")
-    _positive_int(n_samples, "n_samples")
+    positive_int(n_samples, "n_samples")
     if (
         not isinstance(noise_level, (int, float))
         or isinstance(noise_level, bool)

@@ -37,7 +37,7 @@ rate :math:`10^{-2}`, :math:`\lambda` rising linearly from 0 to 1500 over the fi
 iterations and constant afterwards, and the areas
 :math:`\{1, 5, 10, 20, 25, 35, 40, 50, 60, \dots, 100, 150, \dots, 450, 528\}`.
 
-**Choices where the thesis is silent** (spec seed 003 §6.17):
+**Choices where the thesis is silent** (Fong 2020, ch. 4, Sec. 5):
 
 * optimiser: SGD with momentum 0.9 and dampening 0.9, as TorchRay's spatial extremal
   perturbation (the thesis author's reference implementation); masks start at all ones and are
@@ -99,7 +99,12 @@ from convscope.core.results import Result
 from convscope.core.seeding import torch_generator
 from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
-from convscope.core.validation import check_images
+from convscope.core.validation import (
+    check_images,
+    non_negative_int,
+    positive_int,
+    positive_number,
+)
 
 __all__ = [
     "THESIS_CHANNEL_AREAS",
@@ -716,17 +721,9 @@ def _check_settings(
     variant: str,
     tau: float,
 ) -> None:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-    if not is_int(max_iter) or max_iter < 1:
-        raise InputError(f"max_iter must be a positive int, got {max_iter!r} (thesis: 300).")
-    if not is_int(ramp_iters) or ramp_iters < 0:
-        raise InputError(
-            f"ramp_iters must be an int ≥ 0, got {ramp_iters!r} (thesis: 150; 0 = no ramp)."
-        )
-    if not (math.isfinite(lr) and lr > 0):
-        raise InputError(f"lr must be a positive number, got {lr!r} (thesis: 1e-2).")
+    positive_int(max_iter, "max_iter", hint="The thesis uses 300.")
+    non_negative_int(ramp_iters, "ramp_iters", hint="The thesis uses 150; 0 = no ramp.")
+    positive_number(lr, "lr", hint="The thesis uses 1e-2.")
     if not 0.0 <= momentum < 1.0:
         raise InputError(f"momentum must lie in [0, 1), got {momentum!r} (default 0.9).")
     if not 0.0 <= dampening <= 1.0:

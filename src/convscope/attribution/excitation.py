@@ -71,7 +71,7 @@ from torch.utils.hooks import RemovableHandle
 from convscope.core.batching import batch_slices
 from convscope.core.device import to_model
 from convscope.core.errors import InputError, TargetError
-from convscope.core.hooks import Activations, probe
+from convscope.core.hooks import Activations, default_layer, probe
 from convscope.core.layers import resolve_layer
 from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
@@ -231,8 +231,6 @@ def _saliency_layer(model: nn.Module, layer: str | None, input: torch.Tensor) ->
     if layer is not None:
         resolve_layer(model, layer)
         return layer
-    from convscope.attribution.baselines import default_layer  # baselines imports this module
-
     return default_layer(model, (input.shape[2], input.shape[3]))
 
 

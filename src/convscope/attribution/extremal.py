@@ -58,8 +58,10 @@ from convscope.attribution.perturbation import (
 )
 from convscope.core.batching import check_batch_size
 from convscope.core.checkpoint import GroupCheckpoint, fingerprint
+from convscope.core.deprecation import removed_argument, renamed_argument
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError, TargetError
+from convscope.core.options import Options, merge_options
 from convscope.core.progress import progress_bar
 from convscope.core.results import Result
 from convscope.core.state import inference_state
@@ -72,6 +74,7 @@ __all__ = [
     "DUAL_VARIANT",
     "PRESERVE_VARIANT",
     "EarlyStopping",
+    "ExtremalOptions",
     "ExtremalResult",
     "area_weight_schedule",
     "contrastive_reward",
@@ -150,6 +153,173 @@ def area_weight_schedule(
         steps = (t >= max_iter / 3).double() + (t >= 2 * max_iter / 3).double()
         return area_weight * 2.0**steps
     raise InputError(f"Unknown schedule {schedule!r}; use 'torchray' or 'paper'.")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class ExtremalOptions(Options):
+    """Every setting of :func:`extremal_perturbation` (its keywords, same defaults).
+
+    Pass ``options=ExtremalOptions(...)`` instead of the keywords, change one setting with
+    :meth:`~convscope.core.options.Options.replace`, read a help text with
+    ``ExtremalOptions.help("step")``. Invalid values raise
+    :class:`~convscope.core.errors.InputError` when the options are made. :meth:`to_dict` is
+    the JSON-able ``settings`` of the result (without ``target``, which the call adds).
+    """
+
+    perturbation: PerturbationType = field(
+        default="blur", metadata=_help("'blur' or 'fade': how the masked-out region is perturbed.")
+    )
+    variant: Variant = field(
+        default="preserve",
+        metadata=_help("'preserve' maximizes Φ(m⊗x), 'delete' maximizes −Φ((1−m)⊗x), 'dual' both."),
+    )
+    max_iter: int | None = field(
+        default=None,
+        metadata=_help("Iterations (None: 800 for schedule='torchray', 1600 for 'paper')."),
+    )
+    num_levels: int = field(default=8, metadata=_help("Levels of the blur pyramid."))
+    max_blur: float = field(default=20.0, metadata=_help("σ_max of the blur pyramid in pixels."))
+    step: int = field(default=7, metadata=_help("Mask cell side ρ in pixels."))
+    sigma: float = field(default=21.0, metadata=_help("Mask kernel scale in pixels."))
+    jitter: bool = field(
+        default=True,
+        metadata=_help(
+            "Flip the perturbed image horizontally on even iterations (TorchRay's jitter; "
+            "deterministic)."
+        ),
+    )
+    reward_func: str | RewardFunction = field(
+        default="simple",
+        metadata=_help(
+            "'simple' (the score), 'contrastive' (margin to the best other class) or a callable "
+            "(outputs, target) -> (B,)."
+        ),
+    )
+    resize: bool | tuple[int, int] = field(
+        default=False,
+        metadata=_help("Resize the returned masks: False (input size) or (height, width)."),
+    )
+    resize_mode: str = field(
+        default="bilinear", metadata=_help("Interpolation mode of the resize.")
+    )
+    smooth: float = field(
+        default=0.0,
+        metadata=_help("Blur the returned masks with σ = smooth × the shorter side (0: none)."),
+    )
+    lr: float = field(default=0.01, metadata=_help("SGD learning rate (TorchRay: 0.01)."))
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum (TorchRay: 0.9)."))
+    dampening: float = field(default=0.9, metadata=_help("SGD dampening (TorchRay: 0.9)."))
+    area_weight: float = field(
+        default=300.0, metadata=_help("λ_0, the initial weight of the area loss R_a.")
+    )
+    area_weight_growth: float = field(
+        default=1.0035, metadata=_help("Growth of λ per iteration (schedule='torchray').")
+    )
+    schedule: Schedule = field(
+        default="torchray",
+        metadata=_help("'torchray' (λ_0·growth^t) or 'paper' (λ_0 doubled at T/3 and 2T/3)."),
+    )
+    early_stop: bool | EarlyStopping = field(
+        default=False, metadata=_help("False, True (default EarlyStopping) or an EarlyStopping.")
+    )
+    coldness: float = field(
+        default=20.0, metadata=_help("Coldness of the mask generator's pooling (MaskGenerator).")
+    )
+    pooling: Pooling = field(
+        default="softmax", metadata=_help("Pooling of the mask generator (MaskGenerator).")
+    )
+    kernel: KernelName = field(
+        default="torchray", metadata=_help("Kernel of the mask generator (MaskGenerator).")
+    )
+    padding: PaddingChoice = field(
+        default="mean",
+        metadata=_help(
+            "Border handling of the blur pyramid; 'mean' pads with the model's normalization mean."
+        ),
+    )
+    mask_stride: int = field(
+        default=1,
+        metadata=_help(
+            "Evaluate the smooth mask every mask_stride pixels and interpolate (1: exact)."
+        ),
+    )
+    area_domain: AreaDomain = field(
+        default="image",
+        metadata=_help(
+            "'image' (the paper: a fraction of the image) or 'canvas' (TorchRay: a fraction of "
+            "the image plus its margin)."
+        ),
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "Perturbed images per forward pass (None: the default batch size; the dual variant "
+            "uses two per mask)."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.variant not in (PRESERVE_VARIANT, DELETE_VARIANT, DUAL_VARIANT):
+            raise InputError(
+                f"Unknown variant {self.variant!r}; use 'preserve', 'delete' or 'dual'."
+            )
+        if isinstance(self.reward_func, str):
+            if self.reward_func not in _REWARDS:
+                raise InputError(
+                    f"Unknown reward_func {self.reward_func!r}; use 'simple' or 'contrastive'."
+                )
+        elif not callable(self.reward_func):
+            raise InputError("reward_func must be 'simple', 'contrastive' or a callable.")
+        if self.area_domain not in ("image", "canvas"):
+            raise InputError(f"Unknown area_domain {self.area_domain!r}; use 'image' or 'canvas'.")
+        if self.schedule not in ("torchray", "paper"):
+            raise InputError(f"Unknown schedule {self.schedule!r}; use 'torchray' or 'paper'.")
+        if self.iterations < 1:
+            raise InputError(f"max_iter must be at least 1, got {self.max_iter}.")
+        for name in ("lr", "area_weight", "max_blur"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise InputError(f"{name} must be positive, got {value}.")
+        if self.smooth < 0:
+            raise InputError(f"smooth must be 0 or more, got {self.smooth}.")
+        check_batch_size(self.batch_size)
+
+    @property
+    def iterations(self) -> int:
+        """``max_iter``, or the schedule's default when it is None."""
+        if self.max_iter is None:
+            return 800 if self.schedule == "torchray" else 1600
+        return int(self.max_iter)
+
+    @property
+    def reward(self) -> RewardFunction:
+        """The reward function (``reward_func`` resolved)."""
+        if isinstance(self.reward_func, str):
+            return _REWARDS[self.reward_func]
+        return self.reward_func
+
+    @property
+    def stopper(self) -> EarlyStopping | None:
+        """The early stopping rule, or None."""
+        if self.early_stop is True:
+            return EarlyStopping()
+        return self.early_stop or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings of the result: ``max_iter`` and ``batch_size`` resolved, the reward
+        by name (callables by ``__name__``) and early stopping as a dict or None."""
+        out = super().to_dict()
+        out["max_iter"] = self.iterations
+        if not isinstance(self.reward_func, str):
+            out["reward_func"] = getattr(self.reward_func, "__name__", "custom")
+        stopper = self.stopper
+        out["early_stop"] = None if stopper is None else vars(stopper)
+        out["batch_size"] = check_batch_size(self.batch_size)
+        return out
 
 
 @dataclass
@@ -245,10 +415,12 @@ def extremal_perturbation(
     padding: PaddingChoice = "mean",
     mask_stride: int = 1,
     area_domain: AreaDomain = "image",
-    checkpoint: str | Path | None = None,
     batch_size: int | None = None,
-    seed: int = 0,
+    options: ExtremalOptions | None = None,
+    resume: str | Path | None = None,
     progress: bool | None = None,
+    checkpoint: str | Path | None = None,
+    seed: int | None = None,
 ) -> ExtremalResult:
     r"""Extremal perturbation masks for every image and area, optimized in one batch.
 
@@ -308,19 +480,27 @@ def extremal_perturbation(
         Evaluate the smooth mask every ``mask_stride`` pixels and interpolate (1: exact;
         3 makes the generator about 4× cheaper, see
         :class:`~convscope.attribution.masks.MaskGenerator`).
-    checkpoint
-        File prefix: every finished group of rows (``batch_size`` masks) is saved to
-        ``<checkpoint>.npz/.json``; rerunning the same call after an interruption only
-        computes the missing groups. A checkpoint from other images, targets or settings is
-        refused (callable targets and rewards are identified by name only).
     batch_size
         Perturbed images per forward pass (the dual variant uses two per mask); rows beyond
         it are optimized one group after another.
-    seed
-        Unused by the default deterministic flip jitter; kept so every stochastic option is
-        seeded.
+    options
+        An :class:`ExtremalOptions` holding every keyword above (``perturbation`` to
+        ``batch_size``) instead of the keywords. Giving it together with a keyword whose value
+        differs from its default raises :class:`~convscope.core.errors.InputError`; change
+        the options with ``options.replace(name=value)`` instead.
+    resume
+        File prefix: every finished group of rows (``batch_size`` masks) is saved to
+        ``<resume>.npz/.json``; rerunning the same call after an interruption only
+        computes the missing groups. A resume file from other images, targets or settings is
+        refused (callable targets and rewards are identified by name only).
     progress
         Show a progress bar (None: automatic).
+    checkpoint
+        Deprecated name of ``resume`` (warns).
+    seed
+        Deprecated, no effect (warns): nothing here is random. The initial mask is all ones
+        and the jitter is TorchRay's deterministic horizontal flip on even iterations (the
+        paper does not describe a jitter), so the result never depended on a seed.
 
     Returns
     -------
@@ -331,39 +511,28 @@ def extremal_perturbation(
     R. Fong, M. Patrick, A. Vedaldi. Understanding deep networks via extremal perturbations
     and smooth masks. ICCV 2019.
     """
+    keywords = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+    resume = renamed_argument(
+        checkpoint, resume, old="checkpoint", new="resume", function="extremal_perturbation"
+    )
+    removed_argument(
+        seed, name="seed", function="extremal_perturbation",
+        reason="the jitter is a deterministic flip and the mask starts at ones",
+    )  # fmt: skip
     check_images(input)
     area_list = _check_areas(areas)
     n, k = input.shape[0], len(area_list)
     tgt = check_target_count(target, n)
-    if variant not in (PRESERVE_VARIANT, DELETE_VARIANT, DUAL_VARIANT):
-        raise InputError(f"Unknown variant {variant!r}; use 'preserve', 'delete' or 'dual'.")
-    if isinstance(reward_func, str):
-        if reward_func not in _REWARDS:
-            raise InputError(f"Unknown reward_func {reward_func!r}; use 'simple' or 'contrastive'.")
-        reward = _REWARDS[reward_func]
-    elif callable(reward_func):
-        reward = reward_func
-    else:
-        raise InputError("reward_func must be 'simple', 'contrastive' or a callable.")
-    if area_domain not in ("image", "canvas"):
-        raise InputError(f"Unknown area_domain {area_domain!r}; use 'image' or 'canvas'.")
-    if schedule not in ("torchray", "paper"):
-        raise InputError(f"Unknown schedule {schedule!r}; use 'torchray' or 'paper'.")
-    iters = (800 if schedule == "torchray" else 1600) if max_iter is None else int(max_iter)
-    if iters < 1:
-        raise InputError(f"max_iter must be at least 1, got {max_iter}.")
-    for name, value in (("lr", lr), ("area_weight", area_weight), ("max_blur", max_blur)):
-        if not value > 0:
-            raise InputError(f"{name} must be positive, got {value}.")
-    if smooth < 0:
-        raise InputError(f"smooth must be 0 or more, got {smooth}.")
-    stopper = EarlyStopping() if early_stop is True else early_stop or None
+    opts = merge_options(ExtremalOptions, options, keywords, function="extremal_perturbation")
+    reward, iters, stopper = opts.reward, opts.iterations, opts.stopper
+    variant, sigma, step, jitter = opts.variant, opts.sigma, opts.step, opts.jitter
+    lr, momentum, dampening = opts.lr, opts.momentum, opts.dampening
     if torch.is_inference_mode_enabled():
         raise InputError(
             "extremal_perturbation optimizes masks by gradient descent and cannot run inside "
             "torch.inference_mode(); call it outside that block."
         )
-    per_forward = check_batch_size(batch_size)
+    per_forward = check_batch_size(opts.batch_size)
     group = max(1, per_forward // (2 if variant == DUAL_VARIANT else 1))
 
     device, dtype = model_device(model), model_dtype(model)
@@ -376,38 +545,32 @@ def extremal_perturbation(
     margin_cells = math.ceil(sigma / step)
     margin = step * margin_cells
     generator = MaskGenerator(
-        (h + 2 * margin, w + 2 * margin), step, sigma, coldness=coldness, pooling=pooling,
-        kernel=kernel, stride=mask_stride, device=device, dtype=dtype,
+        (h + 2 * margin, w + 2 * margin), step, sigma, coldness=opts.coldness,
+        pooling=opts.pooling, kernel=opts.kernel, stride=opts.mask_stride, device=device,
+        dtype=dtype,
     )  # fmt: skip
     canvas = (h + 2 * margin) * (w + 2 * margin)
     pyramid = Perturbation(
-        x, num_levels, max_blur, perturbation, padding=padding, fill=model_mean_colour(model)
-    )
+        x, opts.num_levels, opts.max_blur, opts.perturbation, padding=opts.padding,
+        fill=model_mean_colour(model),
+    )  # fmt: skip
     weights = area_weight_schedule(
-        iters, schedule=schedule, area_weight=area_weight, growth=area_weight_growth
-    )
+        iters, schedule=opts.schedule, area_weight=opts.area_weight,
+        growth=opts.area_weight_growth,
+    )  # fmt: skip
     weights_dev = weights.to(device=device, dtype=dtype)
     rows_image = [i for i in range(n) for _ in range(k)]  # on the host: no device syncs
     # a|Ω| ones on the canvas: the area is a fraction of the image, as in the paper.
     rows_area = torch.tensor(area_list, dtype=torch.float64).repeat(n)
-    if area_domain == "image":
+    if opts.area_domain == "image":
         rows_area = rows_area * (h * w / canvas)
     rows_target = _row_target(tgt, k)
 
-    settings = {
-        "perturbation": perturbation, "variant": variant, "max_iter": iters,
-        "num_levels": num_levels, "max_blur": max_blur, "step": step, "sigma": sigma,
-        "jitter": jitter, "reward_func": reward_func if isinstance(reward_func, str) else
-        getattr(reward_func, "__name__", "custom"), "resize": resize, "resize_mode": resize_mode,
-        "smooth": smooth, "lr": lr, "momentum": momentum, "dampening": dampening,
-        "area_weight": area_weight, "area_weight_growth": area_weight_growth,
-        "schedule": schedule, "early_stop": None if stopper is None else vars(stopper),
-        "coldness": coldness, "pooling": pooling, "kernel": kernel, "padding": padding,
-        "mask_stride": mask_stride, "area_domain": area_domain,
-        "batch_size": per_forward, "seed": seed,
-        "target": tgt.index.tolist() if isinstance(tgt.index, torch.Tensor) else tgt.index
-        if tgt.function is None else getattr(tgt.function, "__qualname__", "callable"),
-    }  # fmt: skip
+    settings = opts.to_dict()
+    settings["target"] = (
+        tgt.index.tolist() if isinstance(tgt.index, torch.Tensor) else tgt.index
+        if tgt.function is None else getattr(tgt.function, "__qualname__", "callable")
+    )  # fmt: skip
     masks = torch.empty(n * k, 1, h, w, dtype=dtype, device=device)
     history = torch.full((n * k, 2, iters), float("nan"), dtype=dtype, device=device)
     done = torch.zeros(n * k, dtype=torch.long)
@@ -421,8 +584,8 @@ def extremal_perturbation(
         )
         ticker = iter(bar)
         saved = None
-        if checkpoint is not None:
-            saved = GroupCheckpoint(checkpoint, fingerprint(x, settings, area_list, n, k))
+        if resume is not None:
+            saved = GroupCheckpoint(resume, fingerprint(x, settings, area_list, n, k))
         for index, rows in enumerate(groups):
             if saved is not None and saved.has(index):
                 arrays = saved.get(index)
@@ -457,10 +620,11 @@ def extremal_perturbation(
                 deletion[rows] = _scores(model, removed, t)
 
     out_masks = masks.detach()
+    resize, smooth = opts.resize, opts.smooth
     if resize is not False and resize is not True:
         size = (int(resize[0]), int(resize[1]))
-        align = None if resize_mode in ("nearest", "area") else False
-        out_masks = F.interpolate(out_masks, size=size, mode=resize_mode, align_corners=align)
+        align = None if opts.resize_mode in ("nearest", "area") else False
+        out_masks = F.interpolate(out_masks, size=size, mode=opts.resize_mode, align_corners=align)
     if smooth > 0:
         sigma_px = smooth * min(out_masks.shape[-2:])
         out_masks = gaussian_blur(out_masks, sigma_px, padding_mode="constant")
@@ -477,6 +641,9 @@ def extremal_perturbation(
         iterations=done.reshape(n, k),
         settings=settings,
     )
+
+
+_OPTION_NAMES = frozenset(ExtremalOptions.field_names())
 
 
 def _optimize(

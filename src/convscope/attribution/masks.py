@@ -25,8 +25,9 @@ softmax-*weighted average* of the values, not a softmax with temperature.
 The kernel profile is TorchRay's, :math:`k(z) = \exp(-2 \max(z - 1/2, 0)^2)` with
 :math:`z = \lVert u - c_v \rVert / \sigma` (flat up to half a ``sigma``); ``kernel='paper'``
 uses the thesis formula :math:`\exp(-\max(z - 1, 0)^2 / 4)` with the missing minus sign
-restored (seed 003 §6.11). Each pixel sees the :math:`(2R + 1)^2` cells around its own, with
-:math:`R = 1 + \lceil \sigma / \rho \rceil` as in TorchRay; outside the grid :math:`\bar m = 0`.
+restored (Fong 2020, ch. 4, Sec. 3.5). Each pixel sees the :math:`(2R + 1)^2` cells around
+its own, with :math:`R = 1 + \lceil \sigma / \rho \rceil` as in TorchRay; outside the
+grid :math:`\bar m = 0`.
 
 Geometry (ours, documented deviation): the grid has :math:`\lceil H/\rho \rceil \times
 \lceil W/\rho \rceil` cells covering the image, cell :math:`b` centred at

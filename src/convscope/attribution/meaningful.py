@@ -64,9 +64,7 @@ bounds the images per forward pass.
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
-from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -79,15 +77,24 @@ from convscope.attribution.perturbation import model_mean_colour
 from convscope.core.batching import batch_slices, check_batch_size
 from convscope.core.device import model_device, model_dtype, to_model
 from convscope.core.errors import InputError, TargetError
+from convscope.core.options import Options, merge_options
 from convscope.core.progress import progress_bar
 from convscope.core.results import Result
 from convscope.core.seeding import torch_generator
 from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
-from convscope.core.validation import check_images
+from convscope.core.validation import (
+    check_images,
+    choice,
+    integer,
+    non_negative_number,
+    positive_int,
+    positive_number,
+)
 from convscope.data.filters import gaussian_blur
 
 __all__ = [
+    "MeaningfulOptions",
     "MeaningfulResult",
     "mask_total_variation",
     "meaningful_perturbation",
@@ -187,7 +194,7 @@ def mask_total_variation(mask: torch.Tensor, beta: float) -> torch.Tensor:
     """
     if mask.ndim != 4:
         raise InputError(f"mask_total_variation expects N×C×h×w masks, got {tuple(mask.shape)}.")
-    _check_positive(beta, "tv_beta")
+    positive_number(beta, "tv_beta")
     dy = F.pad(mask[:, :, 1:, :] - mask[:, :, :-1, :], (0, 0, 0, 1))
     dx = F.pad(mask[:, :, :, 1:] - mask[:, :, :, :-1], (0, 1, 0, 0))
     sq = dy**2 + dx**2
@@ -314,43 +321,7 @@ def _display_reference(img: torch.Tensor, res: MeaningfulResult) -> torch.Tensor
 # --------------------------------------------------------------------------- validation
 
 
-def _check_choice(value: object, name: str, valid: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise InputError(
-            f"Unknown {name} {value!r}; valid values: " + ", ".join(repr(v) for v in valid) + "."
-        )
-    return value
-
-
-def _check_number(value: object, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise InputError(f"{name} must be a number, got {value!r}.")
-    out = float(value)
-    if not math.isfinite(out):
-        raise InputError(f"{name} must be finite, got {value!r}.")
-    return out
-
-
-def _check_positive(value: object, name: str) -> float:
-    out = _check_number(value, name)
-    if out <= 0:
-        raise InputError(f"{name} must be positive, got {value!r}.")
-    return out
-
-
-def _check_nonnegative(value: object, name: str) -> float:
-    out = _check_number(value, name)
-    if out < 0:
-        raise InputError(f"{name} must be 0 or more, got {value!r} (0 turns the term off).")
-    return out
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise InputError(f"{name} must be {minimum} or more, got {value}.")
-    return int(value)
+_OFF = "0 turns the term off."
 
 
 def _check_mask_size(mask_size: int | tuple[int, int] | None, H: int, W: int) -> tuple[int, int]:
@@ -384,7 +355,7 @@ def _reference_color(model: nn.Module, perturbation: str) -> tuple[float, ...]:
         return (DEFAULT_GREY,) * 3
     if len(color) != 3 and perturbation == "constant":
         raise InputError(
-            f"model.convscope_info.mean has {len(color)} values; the constant perturbation "
+            f"The model's normalization mean has {len(color)} values; the constant perturbation "
             "needs one mean per RGB channel."
         )
     return color if len(color) == 3 else (DEFAULT_GREY,) * 3
@@ -432,7 +403,7 @@ def _prepare_target(
     target: TargetLike | None, top_k: int | None, n: int
 ) -> tuple[Target | None, int | None]:
     if top_k is not None:
-        k = _check_int(top_k, "top_k", 1)
+        k = positive_int(top_k, "top_k")
         if target is not None:
             raise TargetError(
                 "top_k explains the top-k classes predicted on each clean image, so a target "
@@ -520,6 +491,85 @@ def _circle_masks(
 # --------------------------------------------------------------------------- main function
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclasses.dataclass(frozen=True)
+class MeaningfulOptions(Options):
+    """Every setting of :func:`meaningful_perturbation` (its keywords, same defaults).
+
+    Pass ``options=MeaningfulOptions(...)`` instead of the keywords (e.g.
+    ``MeaningfulOptions(**meaningful_perturbation_preset("min_top5"))``); values are
+    validated by the call. Giving ``options=`` and a keyword changed from its default raises
+    :class:`~convscope.core.errors.InputError`.
+    """
+
+    game: Game = dataclasses.field(
+        default="delete",
+        metadata=_help(
+            "'delete': smallest deletion that destroys the score; 'preserve': smallest region "
+            "that keeps it."
+        ),
+    )
+    perturbation: Perturbation = dataclasses.field(
+        default="blur",
+        metadata=_help(
+            "'blur' (σ = blur_sigma), 'constant' (the dataset mean colour) or 'noise' (uniform, "
+            "redrawn every iteration)."
+        ),
+    )
+    lr: float = dataclasses.field(default=0.1, metadata=_help("Adam learning rate."))
+    max_iter: int = dataclasses.field(
+        default=300, metadata=_help("Adam steps (0 returns the initial mask).")
+    )
+    l1_coeff: float = dataclasses.field(
+        default=1e-4, metadata=_help("λ1 on the summed L1 term over the low-resolution mask.")
+    )
+    tv_coeff: float = dataclasses.field(
+        default=1e-2,
+        metadata=_help("λ2 on the summed total variation over the low-resolution mask."),
+    )
+    tv_beta: float = dataclasses.field(default=3.0, metadata=_help("TV exponent β."))
+    mask_size: int | tuple[int, int] | None = dataclasses.field(
+        default=None, metadata=_help("Low-resolution mask size (None: side / 8).")
+    )
+    mask_blur_sigma: float = dataclasses.field(
+        default=5.0,
+        metadata=_help("σ_m of the smoothing of the upsampled mask, in pixels (0: none)."),
+    )
+    jitter: int = dataclasses.field(
+        default=4, metadata=_help("τ: random crop offsets in {0..τ-1} per axis (0: no jitter).")
+    )
+    blur_sigma: float = dataclasses.field(
+        default=10.0, metadata=_help("σ_0 of the blur perturbation, in pixels.")
+    )
+    init: Init = dataclasses.field(
+        default="circle",
+        metadata=_help(
+            "'circle' (smallest centred circle reaching the 99% criterion), 'ones' or 'random'."
+        ),
+    )
+    use_softmax: bool = dataclasses.field(
+        default=True, metadata=_help("Optimise softmax probabilities rather than raw outputs.")
+    )
+    top_k: int | None = dataclasses.field(
+        default=None,
+        metadata=_help(
+            "Objective = summed scores of the top_k classes of the clean image (target=None)."
+        ),
+    )
+    batch_size: int | None = dataclasses.field(
+        default=None, metadata=_help("Images per forward pass (None: the default batch size).")
+    )
+    seed: int | None = dataclasses.field(
+        default=0, metadata=_help("Seed of the jitter offsets, the noise and the random init.")
+    )
+
+
+_MP_OPTION_NAMES = frozenset(MeaningfulOptions.field_names())
+
+
 def meaningful_perturbation(
     model: nn.Module,
     input: torch.Tensor,
@@ -541,6 +591,7 @@ def meaningful_perturbation(
     top_k: int | None = None,
     batch_size: int | None = None,
     seed: int | None = 0,
+    options: MeaningfulOptions | None = None,
     progress: bool | None = None,
 ) -> MeaningfulResult:
     r"""Learn meaningful-perturbation masks (Fong & Vedaldi, ICCV 2017).
@@ -565,8 +616,9 @@ def meaningful_perturbation(
         Smallest deletion that destroys the score, or smallest region that keeps it.
     perturbation : {"blur", "constant", "noise"}, default "blur"
         Reference blended in where m < 1: a Gaussian blur of σ = ``blur_sigma`` pixels
-        (replicate padding), the dataset mean colour (``model.convscope_info.mean``, else
-        0.5 grey), or uniform noise on [0, 1) redrawn at every iteration.
+        (replicate padding), the dataset mean colour (the model's normalization mean,
+        :func:`~convscope.data.normalization.normalization_mean`, else 0.5 grey), or uniform
+        noise on [0, 1) redrawn at every iteration.
     lr : float, default 0.1
         Adam learning rate (betas 0.9, 0.999; eps 1e-8).
     max_iter : int, default 300
@@ -599,6 +651,10 @@ def meaningful_perturbation(
     seed : int or None, default 0
         Seed of the jitter offsets, noise and random init (a ``torch.Generator`` on the model's
         device).
+    options : MeaningfulOptions, optional
+        Every keyword above (``game`` to ``seed``) in one object instead of the keywords;
+        together with a keyword changed from its default it raises ``InputError`` (use
+        ``options.replace(name=value)``).
     progress : bool, optional
         Show a progress bar over the iterations (default: when bars are enabled).
 
@@ -630,18 +686,25 @@ def meaningful_perturbation(
     Perturbation", ICCV 2017; R. Fong, "Understanding Convolutional Neural Networks", DPhil
     thesis, Oxford, 2020, ch. 3.
     """
+    keywords = {name: value for name, value in locals().items() if name in _MP_OPTION_NAMES}
+    opts = merge_options(MeaningfulOptions, options, keywords, function="meaningful_perturbation")
+    game, perturbation, lr, max_iter = opts.game, opts.perturbation, opts.lr, opts.max_iter
+    l1_coeff, tv_coeff, tv_beta = opts.l1_coeff, opts.tv_coeff, opts.tv_beta
+    mask_size, mask_blur_sigma, jitter = opts.mask_size, opts.mask_blur_sigma, opts.jitter
+    blur_sigma, init, use_softmax, top_k = opts.blur_sigma, opts.init, opts.use_softmax, opts.top_k
+    batch_size, seed = opts.batch_size, opts.seed
     check_images(input)
-    game_ = _check_choice(game, "game", GAMES)
-    pert_ = _check_choice(perturbation, "perturbation", PERTURBATIONS)
-    init_ = _check_choice(init, "init", INITS)
-    lr_ = _check_positive(lr, "lr")
-    iters = _check_int(max_iter, "max_iter", 0)
-    l1_ = _check_nonnegative(l1_coeff, "l1_coeff")
-    tv_ = _check_nonnegative(tv_coeff, "tv_coeff")
-    beta = _check_positive(tv_beta, "tv_beta")
-    mblur = _check_nonnegative(mask_blur_sigma, "mask_blur_sigma")
-    jit = _check_int(jitter, "jitter", 0)
-    bsigma = _check_positive(blur_sigma, "blur_sigma")
+    game_ = choice(game, "game", GAMES)
+    pert_ = choice(perturbation, "perturbation", PERTURBATIONS)
+    init_ = choice(init, "init", INITS)
+    lr_ = positive_number(lr, "lr")
+    iters = int(non_negative_number(integer(max_iter, "max_iter"), "max_iter"))
+    l1_ = non_negative_number(l1_coeff, "l1_coeff", hint=_OFF)
+    tv_ = non_negative_number(tv_coeff, "tv_coeff", hint=_OFF)
+    beta = positive_number(tv_beta, "tv_beta")
+    mblur = non_negative_number(mask_blur_sigma, "mask_blur_sigma", hint=_OFF)
+    jit = int(non_negative_number(integer(jitter, "jitter"), "jitter"))
+    bsigma = positive_number(blur_sigma, "blur_sigma")
     if not isinstance(use_softmax, (bool, np.bool_)):
         raise InputError(f"use_softmax must be True or False, got {use_softmax!r}.")
     check_batch_size(batch_size)

@@ -34,6 +34,7 @@ from torch import nn
 
 from convscope.core.errors import InputError
 from convscope.data.filters import gaussian_blur
+from convscope.data.normalization import normalization_mean
 
 __all__ = [
     "BLUR_PERTURBATION",
@@ -50,10 +51,14 @@ PaddingChoice = Literal["mean", "replicate", "reflect", "zeros"]
 
 
 def model_mean_colour(model: nn.Module | None) -> tuple[float, ...] | None:
-    """The per-channel normalization mean a convscope model carries, if any."""
-    info = getattr(model, "convscope_info", None) if model is not None else None
-    mean = getattr(info, "mean", None)
-    return tuple(float(v) for v in mean) if mean is not None else None
+    """The per-channel normalization mean of ``model`` as a tuple of floats, if any.
+
+    :func:`convscope.data.normalization.normalization_mean` as a tuple: the mean of the model's
+    :class:`~convscope.data.normalization.Normalize`, else the one its ``convscope_info``
+    declares, else None.
+    """
+    mean = normalization_mean(model)
+    return tuple(float(v) for v in mean.reshape(-1).tolist()) if mean is not None else None
 
 
 class Perturbation:

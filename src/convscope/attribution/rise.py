@@ -55,7 +55,7 @@ from convscope.core.progress import progress_bar
 from convscope.core.seeding import SeedLike, torch_generator
 from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
-from convscope.core.validation import check_images
+from convscope.core.validation import check_images, positive_int
 
 __all__ = ["rise", "rise_masks"]
 
@@ -66,10 +66,8 @@ _MASK_BLOCK = 64
 
 
 def _check_mask_args(num_masks: int, num_cells: int, p: float) -> None:
-    if isinstance(num_masks, bool) or not isinstance(num_masks, int) or num_masks < 1:
-        raise InputError(f"num_masks must be a positive int, got {num_masks!r}.")
-    if isinstance(num_cells, bool) or not isinstance(num_cells, int) or num_cells < 1:
-        raise InputError(f"num_cells must be a positive int (7 in the paper), got {num_cells!r}.")
+    positive_int(num_masks, "num_masks")
+    positive_int(num_cells, "num_cells", hint="The paper uses 7.")
     if not isinstance(p, (int, float)) or not 0.0 < float(p) <= 1.0:
         raise InputError(
             f"p is the probability of keeping a cell and must be in (0, 1], got {p!r} "

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from convscope.core.errors import InputError
+from convscope.core.model_info import model_info
 from convscope.core.progress import set_progress
 
 __all__ = [
@@ -135,7 +136,7 @@ def input_size(
     args: argparse.Namespace, model: torch.nn.Module, default: int | None = None
 ) -> int | None:
     """``--size``, else the model's own input size, else ``default`` (None: the files' size)."""
-    info = getattr(model, "convscope_info", None)
+    info = model_info(model)
     return args.size or (info.input_size if info and info.input_size else default)
 
 
@@ -176,7 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from convscope.models.evaluation import outputs
 
     model, images = load_model_and_images(args)
-    info = getattr(model, "convscope_info", None)
+    info = model_info(model)
     probs = outputs(model, images).softmax(1)
     names = (
         list(info.class_names)

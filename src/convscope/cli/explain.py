@@ -22,6 +22,7 @@ import torch
 
 from convscope.cli.commands import add_model_file_options, load_model_and_images, positive_int
 from convscope.core.errors import InputError, TargetError, suggestion
+from convscope.core.model_info import model_info
 from convscope.core.progress import set_progress
 
 __all__ = ["add_parser", "cmd_explain", "parse_target"]
@@ -87,8 +88,7 @@ def _method_options(method: str, args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if method == "extremal":
         opts["areas"] = tuple(args.areas or (0.05, 0.1, 0.2))
-        opts["variant"] = args.variant
-        opts["seed"] = args.seed
+        opts["variant"] = args.variant  # deterministic: no seed (the jitter is a flip)
         if args.max_iter:
             opts["max_iter"] = args.max_iter
         if args.fast:
@@ -120,7 +120,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise InputError(f"--areas are fractions in (0, 1], got {args.areas}; 10% is 0.1.")
     methods = [resolve_method(m) for part in args.method for m in part.split(",") if m]
     model, images = load_model_and_images(args)
-    info = getattr(model, "convscope_info", None)
+    info = model_info(model)
     with torch.no_grad():
         probs = outputs(model, images).softmax(1)
     names = list(info.class_names) if info and info.class_names else None
@@ -139,7 +139,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         # Finished groups are kept in --out: an interrupted run resumes where it stopped.
         sweep = extremal_perturbation(
-            model, images, targets, checkpoint=args.out / "extremal-checkpoint",
+            model, images, targets, resume=args.out / "extremal-checkpoint",
             **options["extremal"],
         )  # fmt: skip
         result.seconds["extremal"] = time.perf_counter() - start

@@ -1,17 +1,18 @@
-"""``convscope sensitivity``: sensitivity maps of activations to augmentations (seed 000).
+"""``convscope sensitivity``: sensitivity maps of activations to augmentations (Kharyuk et al.).
 
 Example::
 
-    convscope sensitivity --model shapes-cnn --world 64 --checkpoints model.features.relu1,\\
+    convscope sensitivity --model shapes-cnn --world 64 --layers model.features.relu1,\\
         model.classifier --set A2 --method sobol -n 256 --out sens/
 
-    convscope sensitivity --model torchvision:resnet18 --images data/val/ --checkpoints \\
+    convscope sensitivity --model torchvision:resnet18 --images data/val/ --layers \\
         layer1,layer2,fc --set A1 --method shapley -n 64 --out sens/
 
 ``--images`` takes image files (labels from ``--labels`` or the model's predictions) or
 folders with one sub-folder per class (the sub-folder names are the labels, sorted). Writes
 ``sensitivity.npz/json`` (reload with ``AugmentationSensitivityResult.load``), one figure of
-per-channel maps per checkpoint and ``summary.json``. ``--resume`` keeps a state file in
+per-channel maps per layer and ``summary.json`` (``--checkpoints`` is a deprecated alias of
+``--layers``). ``--resume`` keeps a state file in
 ``--out``: rerunning the same command after an interruption continues where it stopped.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sensitivity",
         help="Sobol/Shapley sensitivity of every activation to simultaneous augmentations",
-        description="Decompose the variance of every activation of the chosen checkpoints "
+        description="Decompose the variance of every activation of the chosen layers "
         "over the augmentations of set A1 or A2, the class, the partition and the order of "
         "the augmentations (Kharyuk et al.), streaming over the design.",
     )
@@ -48,14 +50,18 @@ def add_parser(sub: Any) -> None:
     src.add_argument("--images", nargs="+", type=Path, help="image files or class folders")
     src.add_argument("--world", type=positive_int, help="use N shapes-world images instead")
     p.add_argument("--labels", default=None, help="comma-separated labels of the image files")
-    p.add_argument("--checkpoints", required=True, help="comma-separated module names")
+    layers = p.add_mutually_exclusive_group(required=True)
+    layers.add_argument("--layers", help="comma-separated module names (the layers to analyse)")
+    layers.add_argument(
+        "--checkpoints", dest="deprecated_checkpoints", help="deprecated alias of --layers"
+    )
     p.add_argument("--set", dest="augset", default="A1", help="A1, A2 or comma-separated names")
     p.add_argument("--method", default="sobol", choices=("sobol", "shapley"))
     p.add_argument("-n", type=positive_int, default=256, help="Sobol N (power of two) or "
                    "Shapley permutations")  # fmt: skip
     p.add_argument("--n-outer", type=positive_int, default=4)
     p.add_argument("--n-inner", type=positive_int, default=3)
-    p.add_argument("--softmax", default="", help="checkpoints to pass through a softmax")
+    p.add_argument("--softmax", default="", help="layers to pass through a softmax")
     p.add_argument("--size", type=positive_int, default=None, help="resize images to this side")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -120,7 +126,13 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         else:
             with torch.no_grad():
                 labels = outputs(model, images).argmax(1)
-    names_ck = [c for c in args.checkpoints.split(",") if c]
+    if args.deprecated_checkpoints is not None:
+        print(
+            "convscope sensitivity: --checkpoints is deprecated; use --layers (same meaning).",
+            file=sys.stderr,
+        )
+    layer_names = args.layers if args.layers is not None else args.deprecated_checkpoints
+    names_ck = [c for c in layer_names.split(",") if c]
     augs = augmentation_set(args.augset if args.augset in ("A1", "A2") else args.augset.split(","))
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file; pass a folder (it is created if needed).")

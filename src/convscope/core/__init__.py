@@ -33,6 +33,7 @@ from convscope.core.gradients import Gradients, gradients, input_gradient, layer
 from convscope.core.hooks import (
     Activations,
     LayerCall,
+    default_layer,
     edit_activations,
     last_spatial_layer,
     layer_calls,
@@ -41,6 +42,7 @@ from convscope.core.hooks import (
 )
 from convscope.core.jsonable import to_jsonable
 from convscope.core.layers import layer_names, resolve_layer, resolve_layers
+from convscope.core.model_info import ModelInfo, model_info
 from convscope.core.progress import progress_bar, set_progress
 from convscope.core.results import Result
 from convscope.core.seeding import numpy_generator, torch_generator
@@ -58,6 +60,7 @@ __all__ = [
     "LayerCall",
     "LayerNotFoundError",
     "LayerReuseError",
+    "ModelInfo",
     "ModelNotFoundError",
     "Result",
     "ResultFormatError",
@@ -69,6 +72,7 @@ __all__ = [
     "batch_slices",
     "check_batch_size",
     "check_images",
+    "default_layer",
     "edit_activations",
     "forward_batched",
     "gradients",
@@ -81,6 +85,7 @@ __all__ = [
     "map_batches",
     "model_device",
     "model_dtype",
+    "model_info",
     "numpy_generator",
     "preserved_state",
     "probe",

@@ -35,9 +35,17 @@ from torch.utils.hooks import RemovableHandle
 from convscope.core.device import to_model
 from convscope.core.errors import InputError, LayerNotFoundError, LayerReuseError
 from convscope.core.layers import resolve_layer, resolve_layers
+from convscope.core.model_info import model_info
 from convscope.core.state import inference_state
 
-__all__ = ["Activations", "EditFunction", "edit_activations", "probe", "record_activations"]
+__all__ = [
+    "Activations",
+    "EditFunction",
+    "default_layer",
+    "edit_activations",
+    "probe",
+    "record_activations",
+]
 
 EditFunction = Callable[[torch.Tensor], torch.Tensor]
 
@@ -278,3 +286,21 @@ def last_spatial_layer(model: nn.Module, input_size: tuple[int, int] = (224, 224
             "once per forward pass. Pass layer= explicitly."
         )
     return spatial[-1]
+
+
+def default_layer(model: nn.Module, input_size: tuple[int, int] | None = None) -> str:
+    """The layer a model's metadata recommends for Grad-CAM, else its last spatial layer.
+
+    The recommendation is ``default_layer`` of the model's
+    :class:`~convscope.core.model_info.ModelInfo`. The last spatial layer is the last module
+    with an N×C×h×w output (h·w > 1) that runs once per forward pass
+    (:func:`last_spatial_layer`), e.g. ``layer4`` of a ResNet, probed at ``input_size``
+    (default: the model's ``input_size``, else 224×224).
+    """
+    info = model_info(model)
+    if info is not None and info.default_layer:
+        return str(info.default_layer)
+    if input_size is None:
+        side = (info.input_size if info is not None else None) or 224
+        input_size = (side, side)
+    return last_spatial_layer(model, input_size)

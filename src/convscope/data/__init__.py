@@ -4,7 +4,7 @@
 * :mod:`~convscope.data.normalization` — :func:`with_normalization` so models take [0, 1]
   images, ImageNet constants, :func:`check_images`;
 * :mod:`~convscope.data.regions` — grids, label maps from masks, SLIC superpixels,
-  foreground/background, per-region means;
+  foreground/background, per-region means and heatmaps;
 * :mod:`~convscope.data.filters` — separable Gaussian blur with a chosen padding;
 * :mod:`~convscope.data.world` — the procedural ground-truth shapes world
   (public entry point :func:`convscope.datasets.shapes`).
@@ -18,12 +18,15 @@ from convscope.data.normalization import (
     Normalize,
     NormalizedModel,
     check_images,
+    normalization_mean,
     with_normalization,
 )
 from convscope.data.regions import (
     Regions,
     foreground_background,
     grid_regions,
+    n_selected,
+    region_heatmap,
     region_means,
     regions_from_masks,
     superpixel_regions,
@@ -44,6 +47,9 @@ __all__ = [
     "grid_regions",
     "load_image",
     "load_images",
+    "n_selected",
+    "normalization_mean",
+    "region_heatmap",
     "region_means",
     "regions_from_masks",
     "save_image",

@@ -8,8 +8,9 @@ The normalized Gaussian blur of an image :math:`x` at pixel :math:`u`,
     g_\sigma(v) = \exp\left(-\frac{\lVert v\rVert^2}{2\sigma^2}\right),
 
 is computed as two 1-D convolutions with a kernel of half-width :math:`\lceil 4\sigma\rceil`
-(TorchRay's ``imsmooth`` truncation, seed 003 §2.3). Padding is a choice: ``"constant"`` pads
-with ``padding_value`` (TorchRay's pyramid, which pulls the borders towards that value),
+(TorchRay's ``imsmooth`` truncation; Fong 2020, ch. 4, Sec. 3.4). Padding is a choice:
+``"constant"`` pads with ``padding_value`` (TorchRay's pyramid, which pulls the borders towards
+that value),
 ``"replicate"`` and ``"reflect"`` keep border colours.
 """
 

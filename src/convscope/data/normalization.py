@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
+from convscope.core.model_info import IMAGENET_MEAN, IMAGENET_STD, model_info
 from convscope.core.validation import check_images
 
 __all__ = [
@@ -32,14 +33,10 @@ __all__ = [
     "Normalize",
     "NormalizedModel",
     "check_images",
+    "normalization_mean",
     "with_normalization",
 ]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-"""Per-channel RGB mean of ImageNet in ``[0, 1]`` units (torchvision's pretrained models)."""
-
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-"""Per-channel RGB standard deviation of ImageNet in ``[0, 1]`` units."""
 
 
 def _as_floats(values: Sequence[float] | Tensor, name: str) -> tuple[float, ...]:
@@ -277,3 +274,36 @@ def with_normalization(
     wrapped.training = model.training
     normalize.training = model.training
     return wrapped
+
+
+def normalization_mean(model: nn.Module | None) -> Tensor | None:
+    """The per-channel colour ``model`` maps to 0: its normalisation mean, or None.
+
+    This is the "mean colour" every method pads or fills with (extremal and meaningful
+    perturbation, the deletion/insertion ``"mean"`` substrate, region Sobol's ``"scale"``
+    baseline), so that they all agree on one model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or None
+        Any model (None gives None).
+
+    Returns
+    -------
+    torch.Tensor or None
+        A detached ``1×C×1×1`` tensor: the ``mean`` of the first :class:`Normalize` among
+        ``model.modules()`` (a model wrapped by :func:`with_normalization`, as
+        :func:`convscope.load_model` returns them), on its device and dtype; else the ``mean``
+        declared in the model's ``convscope_info`` (:func:`convscope.core.model_info.model_info`)
+        as float64 on CPU, for a model that normalises without a :class:`Normalize` module;
+        else None (no normalisation known: callers use their documented default).
+    """
+    if model is None:
+        return None
+    for module in model.modules():
+        if isinstance(module, Normalize):
+            return module.mean.detach().reshape(1, -1, 1, 1)
+    info = model_info(model)
+    if info is not None and info.mean:
+        return torch.tensor(info.mean, dtype=torch.float64).view(1, -1, 1, 1)
+    return None

@@ -22,12 +22,15 @@ import torch
 from torch import Tensor
 
 from convscope.core.errors import InputError
+from convscope.core.validation import positive_int
 from convscope.data.normalization import check_images
 
 __all__ = [
     "Regions",
     "foreground_background",
     "grid_regions",
+    "n_selected",
+    "region_heatmap",
     "region_means",
     "regions_from_masks",
     "superpixel_regions",
@@ -178,18 +181,12 @@ class Regions:
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
-
-
 def _pair(value: object, name: str) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise InputError(f"{name} must be an int or a pair (rows, cols), got {value!r}.")
-        return _positive_int(value[0], name), _positive_int(value[1], name)
-    v = _positive_int(value, name)
+        return positive_int(value[0], name), positive_int(value[1], name)
+    v = positive_int(value, name)
     return v, v
 
 
@@ -260,8 +257,8 @@ def grid_regions(
         Both or neither of ``cells`` and ``cell_size`` given, non-positive values, or more
         rows (columns) than pixel rows (columns).
     """
-    height = _positive_int(height, "height")
-    width = _positive_int(width, "width")
+    height = positive_int(height, "height")
+    width = positive_int(width, "width")
     if (cells is None) == (cell_size is None):
         raise InputError(
             "Pass exactly one of cells=(rows, cols) and cell_size=(h, w) to grid_regions, "
@@ -446,8 +443,8 @@ def superpixel_regions(
     else:
         batch = check_images(image, name="image")
         single = False
-    n_segments = _positive_int(n_segments, "n_segments")
-    max_num_iter = _positive_int(max_num_iter, "max_num_iter")
+    n_segments = positive_int(n_segments, "n_segments")
+    max_num_iter = positive_int(max_num_iter, "max_num_iter")
     if not (isinstance(compactness, (int, float)) and math.isfinite(compactness)) or (
         compactness <= 0
     ):
@@ -607,3 +604,86 @@ def region_means(values: Tensor | np.ndarray[Any, Any], regions: Regions) -> Ten
     counts = torch.bincount(index, minlength=n * d).double()
     means = (sums / counts).reshape(n, d).to(v.dtype)  # 0/0 = NaN for empty regions
     return means[0] if squeeze else means
+
+
+def _as_float_tensor(values: Any, name: str) -> Tensor:
+    if isinstance(values, np.ndarray):
+        values = torch.from_numpy(np.ascontiguousarray(values))
+    if not isinstance(values, Tensor):
+        raise InputError(
+            f"{name} must be a torch.Tensor or numpy array, got {type(values).__name__}; use "
+            f"torch.as_tensor({name})."
+        )
+    values = values.detach()
+    if values.dtype == torch.bool or values.is_complex():
+        raise InputError(f"{name} must hold real numbers, got dtype {values.dtype}.")
+    return values if values.is_floating_point() else values.double()
+
+
+def _as_2d(values: Any, name: str) -> Tensor:
+    v = _as_float_tensor(values, name)
+    if v.ndim == 1:
+        v = v.unsqueeze(0)
+    if v.ndim != 2:
+        raise InputError(
+            f"{name} must be an (N, d) array of region values (or (d,) for one image), got "
+            f"shape {tuple(v.shape)}."
+        )
+    return v
+
+
+def n_selected(fraction: float, n_regions: int) -> int:
+    r"""Number of regions a fraction selects: :math:`\min(d, \max(1, \lfloor f d + 1/2\rfloor))`.
+
+    Parameters
+    ----------
+    fraction : float
+        Fraction of the regions, in ``(0, 1]``.
+    n_regions : int
+        Number of non-empty regions :math:`d \ge 1`.
+
+    Returns
+    -------
+    int
+        Halves are rounded up, at least 1 and at most ``n_regions`` (20% of 16 is 3).
+    """
+    # the 1e-9 keeps 0.7 * 5 = 3.4999999999999996 on the intended side of the half
+    return min(n_regions, max(1, math.floor(fraction * n_regions + 0.5 + 1e-9)))
+
+
+def region_heatmap(values: Tensor | np.ndarray[Any, Any], regions: Regions) -> Tensor:
+    r"""Project region values onto pixels: pixel :math:`p` gets :math:`v_{k(p)}`.
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        ``N×d`` or ``d`` (shared by all images) values, e.g. ``total_order``.
+    regions : Regions
+        Shared ``H×W`` or per-image ``N×H×W`` partition with ``d`` regions.
+
+    Returns
+    -------
+    torch.Tensor
+        ``N×H×W`` map (``1×H×W`` for ``d`` values and shared regions), floating, on the device
+        of ``values``. NaN values (undefined or empty regions) stay NaN.
+    """
+    if not isinstance(regions, Regions):
+        raise InputError(f"regions must be a Regions object, got {type(regions).__name__}.")
+    v = _as_2d(values, "values")
+    d = regions.n_regions
+    if v.shape[1] != d:
+        raise InputError(
+            f"values have {v.shape[1]} entries per image but the regions have {d}; pass one "
+            "value per region."
+        )
+    labels = regions.labels.to(v.device)
+    lb = labels if labels.ndim == 3 else labels.unsqueeze(0)
+    n = max(v.shape[0], lb.shape[0])
+    if v.shape[0] not in (1, n) or lb.shape[0] not in (1, n):
+        raise InputError(
+            f"values have {v.shape[0]} images but the regions have {lb.shape[0]}; pass matching "
+            "batches (or shared H×W regions)."
+        )
+    h, w = lb.shape[-2:]
+    flat = lb.expand(n, h, w).reshape(n, -1)
+    return v.expand(n, d).gather(1, flat).view(n, h, w)

@@ -29,7 +29,8 @@ creates out-of-distribution images), so two presets reproduce the reference code
     uses ``torch.zeros_like`` on the *normalised* image, i.e. the normalisation mean colour;
     our images are in [0, 1] with the normalisation inside the model, so the substrate is
     ``"mean"``: the mean of the model's :class:`~convscope.data.normalization.Normalize`
-    module (black when the model has none, since 0 is then the model's own zero). Insertion
+    module (:func:`~convscope.data.normalization.normalization_mean`: else the mean its
+    ``convscope_info`` declares, else black, since 0 is then the model's own zero). Insertion
     substrate: ``"blur"``, RISE's 11×11 kernel (a unit impulse smoothed by
     ``scipy.ndimage.gaussian_filter`` with :math:`\sigma = 5`) with zero padding in normalised
     space, i.e. padding with the mean colour.
@@ -63,8 +64,8 @@ from convscope.core.errors import InputError, TargetError
 from convscope.core.results import Result
 from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
-from convscope.core.validation import check_images
-from convscope.data.normalization import Normalize
+from convscope.core.validation import check_images, positive_int
+from convscope.data.normalization import normalization_mean
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -105,15 +106,6 @@ _NAMED_SUBSTRATES = ("zero", "mean", "blur")
 
 
 # --------------------------------------------------------------------------- substrates
-
-
-def normalization_mean(model: nn.Module) -> torch.Tensor | None:
-    """The mean of the first :class:`~convscope.data.normalization.Normalize` in ``model``
-    (1×C×1×1, the colour the model maps to 0), or None if the model has none."""
-    for module in model.modules():
-        if isinstance(module, Normalize):
-            return module.mean.detach().reshape(1, -1, 1, 1)
-    return None
 
 
 def rise_blur_kernel(klen: int = 11, sigma: float = 5.0) -> torch.Tensor:
@@ -201,12 +193,6 @@ def _substrate(spec: Substrate, x: torch.Tensor, model: nn.Module) -> torch.Tens
 # --------------------------------------------------------------------------- settings
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}.")
-    return value
-
-
 def _schedule(
     hw: int,
     width: int,
@@ -241,11 +227,11 @@ def _schedule(
             f"max_fraction={frac} changes no pixel of a {hw}-pixel image; increase it."
         )
     if pixels_per_step is not None:
-        p = _positive_int(pixels_per_step, "pixels_per_step")
+        p = positive_int(pixels_per_step, "pixels_per_step")
         n_steps = -(-total // p)
         counts = [min(t * p, total) for t in range(n_steps + 1)]
     else:
-        n_steps = _positive_int(steps, "steps")
+        n_steps = positive_int(steps, "steps")
         counts = [t * total // n_steps for t in range(n_steps + 1)]
     return torch.tensor(counts, dtype=torch.long), float(frac)
 

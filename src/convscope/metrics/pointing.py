@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from convscope.core.errors import InputError
 from convscope.core.results import Result
+from convscope.core.validation import positive_int
 from convscope.data.filters import gaussian_blur
 
 if TYPE_CHECKING:
@@ -344,8 +345,7 @@ class PointingGame:
     def __init__(
         self, num_classes: int, tolerance: float = 15, classes: ClassAveraging = "all"
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise InputError(f"num_classes must be a positive int, got {num_classes!r}.")
+        positive_int(num_classes, "num_classes")
         if classes not in ("all", "evaluated"):
             raise InputError(
                 f"classes must be 'all' (TorchRay: every class counts, empty ones as 0) or "

@@ -41,7 +41,7 @@ gives :math:`r_n = 1` for every :math:`n`. The paper uses 100 subsets per :math:
 :math:`S_T(\text{foreground}) - S_T(\text{background})` (:func:`importance_difference`; grid
 cells are labelled foreground with :func:`region_overlap`).
 
-Conventions the paper leaves open (spec §1.1.7, §1.5), chosen here and applied everywhere:
+Conventions the paper leaves open (its Sec. 3.2 metrics), chosen here and applied everywhere:
 
 * Only the :math:`d_i` non-empty regions of image :math:`i` count (per-image partitions may
   have empty trailing regions); their scores are ignored, never selected, never counted.
@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from convscope.core import validation
 from convscope.core.batching import check_batch_size
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError
@@ -76,7 +77,14 @@ from convscope.core.seeding import SeedLike, torch_generator
 from convscope.core.state import inference_state
 from convscope.core.targets import Target, TargetLike, check_target_count, resolve_target
 from convscope.core.validation import check_images
-from convscope.data.regions import Regions, region_means
+from convscope.data.regions import (
+    Regions,
+    _as_2d,
+    _as_float_tensor,
+    n_selected,
+    region_heatmap,
+    region_means,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,39 +112,10 @@ Baseline = float | Tensor
 # masking every region gives the same image, and only rounding noise would be left.
 _ZERO_SPREAD_EPS = 100.0
 
+_FRACTION_HINT = "0.2 = 20% of the regions."
+
 
 # --------------------------------------------------------------------------- validation
-
-
-def n_selected(fraction: float, n_regions: int) -> int:
-    r"""Number of regions a fraction selects: :math:`\min(d, \max(1, \lfloor f d + 1/2\rfloor))`.
-
-    Parameters
-    ----------
-    fraction : float
-        Fraction of the regions, in ``(0, 1]``.
-    n_regions : int
-        Number of non-empty regions :math:`d \ge 1`.
-
-    Returns
-    -------
-    int
-        Halves are rounded up, at least 1 and at most ``n_regions`` (20% of 16 is 3).
-    """
-    # the 1e-9 keeps 0.7 * 5 = 3.4999999999999996 on the intended side of the half
-    return min(n_regions, max(1, math.floor(fraction * n_regions + 0.5 + 1e-9)))
-
-
-def _check_fraction(fraction: Any, name: str = "fraction") -> float:
-    if (
-        isinstance(fraction, (bool, np.bool_))
-        or not isinstance(fraction, (int, float, np.floating, np.integer))
-        or not 0.0 < float(fraction) <= 1.0
-    ):
-        raise InputError(
-            f"{name} must be a number in (0, 1] (0.2 = 20% of the regions), got {fraction!r}."
-        )
-    return float(fraction)
 
 
 def _check_regions(regions: Any, x: Tensor) -> Regions:
@@ -164,20 +143,6 @@ def _valid_regions(regions: Regions, n: int) -> Tensor:
     sizes = regions.sizes()
     valid = sizes > 0
     return valid if regions.is_batched else valid.unsqueeze(0).expand(n, -1)
-
-
-def _as_float_tensor(values: Any, name: str) -> Tensor:
-    if isinstance(values, np.ndarray):
-        values = torch.from_numpy(np.ascontiguousarray(values))
-    if not isinstance(values, Tensor):
-        raise InputError(
-            f"{name} must be a torch.Tensor or numpy array, got {type(values).__name__}; use "
-            f"torch.as_tensor({name})."
-        )
-    values = values.detach()
-    if values.dtype == torch.bool or values.is_complex():
-        raise InputError(f"{name} must hold real numbers, got dtype {values.dtype}.")
-    return values if values.is_floating_point() else values.double()
 
 
 def _check_scores(scores: Any, valid: Tensor, name: str = "scores") -> Tensor:
@@ -437,7 +402,7 @@ def region_masking(
     Ties are broken by region index, the lower index first in both sets, so with constant
     scores the top and the bottom sets are the same regions.
     """
-    fraction = _check_fraction(fraction)
+    fraction = validation.fraction(fraction, "fraction", hint=_FRACTION_HINT)
     size = check_batch_size(batch_size)
     x, tgt, regs, labels, base = _prepare(model, input, target, regions, baseline)
     n = x.shape[0]
@@ -546,7 +511,7 @@ def _check_fractions(fractions: Any) -> tuple[float, ...]:
     values = fractions.tolist() if isinstance(fractions, (np.ndarray, Tensor)) else fractions
     if len(values) == 0:
         raise InputError("fractions is empty; pass at least one fraction, e.g. (0.1, 0.2).")
-    return tuple(_check_fraction(f, "every fraction") for f in values)
+    return tuple(validation.fraction(f, "every fraction", hint=_FRACTION_HINT) for f in values)
 
 
 def sensitivity_n(
@@ -682,18 +647,6 @@ def sensitivity_n(
 # --------------------------------------------------------------------------- aggregates
 
 
-def _as_2d(values: Any, name: str) -> Tensor:
-    v = _as_float_tensor(values, name)
-    if v.ndim == 1:
-        v = v.unsqueeze(0)
-    if v.ndim != 2:
-        raise InputError(
-            f"{name} must be an (N, d) array of region values (or (d,) for one image), got "
-            f"shape {tuple(v.shape)}."
-        )
-    return v
-
-
 def mean_top_pir(pir: Tensor, ranking: Tensor, *, fraction: float = 0.2) -> Tensor:
     r"""Mean primary index ratio of the top regions of each image (paper §3.3, Fig. 4a).
 
@@ -721,7 +674,7 @@ def mean_top_pir(pir: Tensor, ranking: Tensor, *, fraction: float = 0.2) -> Tens
         ``(N,)`` float64. A NaN PIR among the top regions is skipped (the mean is over the
         others); NaN if all of them are NaN or the image has no ranked region.
     """
-    fraction = _check_fraction(fraction)
+    fraction = validation.fraction(fraction, "fraction", hint=_FRACTION_HINT)
     p, r = _as_2d(pir, "pir"), _as_2d(ranking, "ranking")
     if p.shape != r.shape:
         raise InputError(
@@ -750,7 +703,7 @@ def fraction_pir_above_one(pir: Tensor) -> Tensor:
     torch.Tensor
         ``(N,)`` float64 :math:`|\{k: \mathrm{PIR}_k > 1\}| / |\{k: \mathrm{PIR}_k
         \text{ finite}\}|`; NaN for an image without a finite PIR. Theory gives
-        :math:`S_k \le S_{Tk}`, so any region above 1 reflects estimator noise (spec §1.5).
+        :math:`S_k \le S_{Tk}`, so any region above 1 reflects estimator noise.
     """
     p = _as_2d(pir, "pir")
     finite = torch.isfinite(p)
@@ -848,41 +801,3 @@ def region_overlap(regions: Regions, mask: Tensor) -> Tensor:
         raise InputError(f"regions must be a Regions object, got {type(regions).__name__}.")
     means = region_means(mask.double(), regions)
     return means.unsqueeze(0) if means.ndim == 1 else means
-
-
-def region_heatmap(values: Tensor | np.ndarray[Any, Any], regions: Regions) -> Tensor:
-    r"""Project region values onto pixels: pixel :math:`p` gets :math:`v_{k(p)}`.
-
-    Parameters
-    ----------
-    values : torch.Tensor
-        ``N×d`` or ``d`` (shared by all images) values, e.g. ``total_order``.
-    regions : Regions
-        Shared ``H×W`` or per-image ``N×H×W`` partition with ``d`` regions.
-
-    Returns
-    -------
-    torch.Tensor
-        ``N×H×W`` map (``1×H×W`` for ``d`` values and shared regions), floating, on the device
-        of ``values``. NaN values (undefined or empty regions) stay NaN.
-    """
-    if not isinstance(regions, Regions):
-        raise InputError(f"regions must be a Regions object, got {type(regions).__name__}.")
-    v = _as_2d(values, "values")
-    d = regions.n_regions
-    if v.shape[1] != d:
-        raise InputError(
-            f"values have {v.shape[1]} entries per image but the regions have {d}; pass one "
-            "value per region."
-        )
-    labels = regions.labels.to(v.device)
-    lb = labels if labels.ndim == 3 else labels.unsqueeze(0)
-    n = max(v.shape[0], lb.shape[0])
-    if v.shape[0] not in (1, n) or lb.shape[0] not in (1, n):
-        raise InputError(
-            f"values have {v.shape[0]} images but the regions have {lb.shape[0]}; pass matching "
-            "batches (or shared H×W regions)."
-        )
-    h, w = lb.shape[-2:]
-    flat = lb.expand(n, h, w).reshape(n, -1)
-    return v.expand(n, d).gather(1, flat).view(n, h, w)

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from convscope.core.errors import InputError, ModelNotFoundError, WeightsError, suggestion
+from convscope.core.model_info import ModelInfo
 from convscope.data.normalization import IMAGENET_MEAN, IMAGENET_STD, with_normalization
 from convscope.models.architectures import ShapesCNN, cifar_resnet
 
@@ -56,21 +56,6 @@ SHAPES_MEAN = (0.5, 0.5, 0.5)
 SHAPES_STD = (0.25, 0.25, 0.25)
 
 _CIFAR_ARCH = re.compile(r"^cifar-resnet(\d+)$")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What convscope knows of a loaded model (attached as ``model.convscope_info``)."""
-
-    name: str
-    class_names: tuple[str, ...] = ()
-    input_size: int | None = None
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    #: A good default layer for layer attributions such as Grad-CAM (inner name); None lets
-    #: :func:`convscope.attribution.default_layer` find the last spatial layer.
-    default_layer: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def _weights_dir() -> Path:

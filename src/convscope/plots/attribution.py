@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from convscope.core.errors import InputError
+from convscope.core.validation import positive_int, positive_number
 from convscope.plots.images import (
     _TITLE_FONTSIZE,
     Array,
@@ -51,7 +52,6 @@ from convscope.plots.images import (
     _aspect,
     _blend,
     _check_alpha,
-    _check_positive,
     _draw_mask,
     _get_cmap,
     _resize,
@@ -331,7 +331,7 @@ def mask_overlay(
         _check_areas(np.array([value]), "area")
         label = f"a = {_area_label(value)}"
     if ax is None:
-        _check_positive(panel_size, "panel_size")
+        positive_number(panel_size, "panel_size")
         fig, axes = _panels(1, 1, panel_size, _aspect(rgb.shape), 1 if title else 0)
         ax = axes[0, 0]
     else:
@@ -419,7 +419,7 @@ def area_sweep_strip(
     if cap_v <= 0 or cap_v < tau_v:
         raise InputError(f"cap must be positive and at least tau={tau_v:g}, got {cap_v:g}.")
     star = None if a_star is None else _find(a, _scalar(a_star, "a_star"), "a_star", "areas")
-    _check_positive(panel_size, "panel_size")
+    positive_number(panel_size, "panel_size")
 
     aspect = _aspect(rgb.shape)
     title_h = 0.25 if names else 0.05
@@ -693,7 +693,7 @@ def method_grid(
         format(0.0, score_format)
     except ValueError:
         raise InputError(f"score_format {score_format!r} is not a valid format spec.") from None
-    _check_positive(panel_size, "panel_size")
+    positive_number(panel_size, "panel_size")
     shown = list(imgs)
     if masks is not None:
         mask_list = _as_maps(masks, "masks", allow_none=True)
@@ -845,7 +845,7 @@ def sanity_cascade(
     if correlations is not None:
         rho = _vector(correlations, "correlations", n_layers, "layers")
     colormap = _cmap_alpha(cmap, alpha)
-    _check_positive(panel_size, "panel_size")
+    positive_number(panel_size, "panel_size")
     heads = [original_title, *(str(s) for s in layer_names)]
     fig, axes = _panels(
         1, n_layers + 1, panel_size, _aspect(rgb.shape), 2 if rho is not None else 1
@@ -1076,9 +1076,8 @@ def optimisation_history(
         )
     names = [str(s) for s in labels]
     heads = _names(titles, k, "titles", "mask")
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise InputError(f"ncols must be a positive int, got {ncols!r}.")
-    _check_positive(panel_size, "panel_size")
+    ncols = positive_int(ncols, "ncols")
+    positive_number(panel_size, "panel_size")
     cols = min(ncols, k)
     rows = math.ceil(k / cols)
     fig = Figure(figsize=(cols * panel_size, rows * panel_size * 0.75 + 0.2), layout="constrained")
@@ -1175,7 +1174,7 @@ def perturbation_panel(
             format(0.0, score_format)
         except ValueError:
             raise InputError(f"score_format {score_format!r} is not valid.") from None
-    _check_positive(panel_size, "panel_size")
+    positive_number(panel_size, "panel_size")
 
     def head(name: str) -> str:
         return f"{name}\n{format(score_map[name], score_format)}" if name in score_map else name

@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from convscope.core.errors import InputError
+from convscope.core.validation import positive_int, positive_number
 
 __all__ = [
     "bar_chart",
@@ -170,16 +171,6 @@ def _check_titles(titles: Sequence[str] | None, n: int) -> list[str] | None:
         raise InputError("titles must be a sequence of strings, one per image, not a str.")
     _check_count(titles, n, "titles")
     return [str(t) for t in titles]
-
-
-def _check_ncols(ncols: int) -> None:
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise InputError(f"ncols must be a positive int, got {ncols!r}.")
-
-
-def _check_positive(value: float, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InputError(f"{what} must be a positive number, got {value!r}.")
 
 
 def _check_color(color: Sequence[float], what: str) -> FloatArray:
@@ -375,8 +366,8 @@ def image_grid(
     imgs = _as_images(images)
     n = len(imgs)
     names = _check_titles(titles, n)
-    _check_ncols(ncols)
-    _check_positive(panel_size, "panel_size")
+    positive_int(ncols, "ncols")
+    positive_number(panel_size, "panel_size")
     color = _check_color(mask_color, "mask_color")
     if mask_mode not in ("outline", "fill"):
         raise InputError(f"mask_mode must be 'outline' or 'fill', got {mask_mode!r}.")
@@ -549,10 +540,9 @@ def label_map_grid(
     ]
     n = len(maps)
     item_titles = _check_titles(titles, n)
-    _check_ncols(ncols)
-    _check_positive(panel_size, "panel_size")
-    if isinstance(max_legend, bool) or not isinstance(max_legend, int) or max_legend < 1:
-        raise InputError(f"max_legend must be a positive int, got {max_legend!r}.")
+    positive_int(ncols, "ncols")
+    positive_number(panel_size, "panel_size")
+    max_legend = positive_int(max_legend, "max_legend")
     grey = _check_color(unlabelled_color, "unlabelled_color")
     imgs: list[FloatArray] | None = None
     if images is not None:
@@ -787,8 +777,8 @@ def heatmap_overlay(
     heats = [h for h in _as_maps(heatmaps, "heatmaps") if h is not None]
     _check_count(heats, n, "heatmaps")
     names = _check_titles(titles, n)
-    _check_ncols(ncols)
-    _check_positive(panel_size, "panel_size")
+    positive_int(ncols, "ncols")
+    positive_number(panel_size, "panel_size")
     _check_alpha(alpha)
     if normalize not in _NORMALIZATIONS:
         raise InputError(

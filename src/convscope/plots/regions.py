@@ -32,8 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from convscope.core.errors import InputError
-from convscope.data.regions import Regions
-from convscope.metrics.regions import region_heatmap
+from convscope.core.validation import positive_int
+from convscope.data.regions import Regions, region_heatmap
 from convscope.plots.images import (
     _TITLE_FONTSIZE,
     FloatArray,
@@ -547,8 +547,7 @@ def region_ranking_plot(
     v = np.asarray(_to_numpy(values, "values"), dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
         raise InputError(f"values must be one value per region (d,), got shape {v.shape}.")
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise InputError(f"top must be a positive int, got {top!r}.")
+    top = positive_int(top, "top")
     err = None
     if conf is not None:
         err = np.asarray(_to_numpy(conf, "conf"), dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Figures of activation sensitivity maps (seed 000, Figures S1-S6 and Fig. 3)."""
+"""Figures of activation sensitivity maps (Kharyuk et al., Figures S1-S6 and Fig. 3)."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from matplotlib.transforms import Bbox
 from scipy.cluster import hierarchy
 
 from convscope.core.errors import InputError
+from convscope.core.validation import positive_int
 from convscope.plots.images import _get_cmap, _to_numpy
 from convscope.sensitivity.augmentation.analysis import (
     ClusteringResult,
@@ -417,8 +418,7 @@ def decay_curves(
         arr = arr[None]
     if arr.ndim != 2:
         raise InputError(f"final_layer_maps must be (V, n_classes), got shape {tuple(arr.shape)}.")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be a positive int, got {k!r}.")
+    k = positive_int(k, "k")
     k = min(k, arr.shape[1])
     labels = _names(names, arr.shape[0])
     ordered = -np.sort(np.where(np.isnan(arr), np.inf, -arr), axis=1)[:, :k]

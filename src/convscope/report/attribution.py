@@ -49,7 +49,7 @@ def difficult_pairs(world: Any) -> torch.Tensor:
 def _options(seed: int) -> dict[str, dict[str, Any]]:
     scale = 64 / 224
     return {
-        "extremal": {"areas": DEMO_AREAS, **DEMO_EP, "batch_size": 128, "seed": seed},
+        "extremal": {"areas": DEMO_AREAS, **DEMO_EP, "batch_size": 128},
         "meaningful": {
             "blur_sigma": 10 * scale, "mask_blur_sigma": 5 * scale, "l1_coeff": 1e-3,
             "max_iter": DEMO_MP_ITERATIONS, "seed": seed,

@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 from matplotlib.figure import Figure as MplFigure
 
 from convscope.core.errors import InputError
+from convscope.core.validation import positive_int
 from convscope.report._util import format_value, is_number, slugify
 
 __all__ = [
@@ -204,10 +205,9 @@ class Figure(Block):
         self.caption = _check_str(caption, "Figure caption")
         if name is not None:
             _check_str(name, "Figure name")
-        if not isinstance(dpi, int) or isinstance(dpi, bool) or dpi <= 0:
-            raise InputError(f"dpi must be a positive int, got {dpi!r}.")
-        if width is not None and (not isinstance(width, int) or width <= 0):
-            raise InputError(f"width must be a positive int or None, got {width!r}.")
+        positive_int(dpi, "dpi")
+        if width is not None:
+            positive_int(width, "width", hint="Pass None for the natural width.")
         self.name = name
         self.width = width
         if isinstance(figure, MplFigure):

@@ -1,15 +1,15 @@
-"""Demo section of Sobol region attribution (Sobol-SBSA, seed 001) on the shapes world.
+"""Demo section of Sobol region attribution (Sobol-SBSA) on the shapes world.
 
 * Region maps: :math:`S_i`, :math:`S_{Ti}` and PIR of the cells of a 4×4 grid beside the
   ground-truth mask of the target object, and how much of :math:`S_T` falls on object cells.
 * Foreground against background: the two-region split of every image, for ``shapes-cnn``
   and ``shapes-cnn-spurious`` (trained where the background colour follows the class). The
-  seed compares standard and robust ImageNet models the same way; here the model known to
-  use the background should show the smaller foreground-minus-background importance.
+  Sobol-SBSA paper compares standard and robust ImageNet models the same way; here the model
+  known to use the background should show the smaller foreground-minus-background importance.
 * Every region method (Sobol total and first order, KernelSHAP, LIME, integrated gradients,
-  random) under the seed's two metrics: top/bottom-20% masking and sensitivity-n.
+  random) under the paper's two metrics: top/bottom-20% masking and sensitivity-n.
 
-The budget is the seed's N(d + 2) with N = 64 (the power of two nearest the seed's 50);
+The budget is the paper's N(d + 2) with N = 64 (the power of two nearest the paper's 50);
 KernelSHAP and LIME get the same number of model evaluations.
 """
 
@@ -42,7 +42,7 @@ from convscope.report.registry import register_demo_section
 __all__ = ["DEMO_REGIONS", "build_regions_section"]
 
 #: Settings of the section: images, grid, base rows, subsets of sensitivity-n.
-#: N = 64 (our default; the seed's 50 is not a power of two); six images for the maps and the
+#: N = 64 (our default; the paper's 50 is not a power of two); six images for the maps and the
 #: metrics and 24 for the foreground/background comparison keep the section under a minute.
 DEMO_REGIONS: dict[str, Any] = {
     "images": 6,
@@ -179,7 +179,8 @@ def build_regions_section(ctx: Any) -> Section:
     clean, spurious = fgb["shapes-cnn"], fgb["shapes-cnn-spurious"]
     blocks = [
         Text(
-            "**Sobol' indices of image regions** (Sobol-SBSA, seed 001). Each cell of a "
+            "**Sobol' indices of image regions** (Sobol-SBSA, anonymous ICLR 2023 submission). "
+            "Each cell of a "
             f"{cfg['grid']}×{cfg['grid']} grid is multiplied by its own random factor in "
             "[0, 2] (in the normalised input the network sees: 0 turns the cell to the mean "
             "colour, 2 doubles its contrast) and the target logit's first-order index S_i "
@@ -200,12 +201,13 @@ def build_regions_section(ctx: Any) -> Section:
         ),
         Text(
             f"Mean PIR of the top 20% cells (by S_T): {g['mean_pir_top20']:.2f}; cells with "
-            f"PIR > 1: {100 * g['fraction_pir_above_one']:.0f}% (the seed reports 22% for "
+            f"PIR > 1: {100 * g['fraction_pir_above_one']:.0f}% (the paper reports 22% for "
             f"4×4 grids on ImageNet; with N = {cfg['n']} much of it is estimator noise, see "
             "the intervals in docs/attribution-regions.md)."
         ),
         Text(
-            "**Foreground against background** (seed §3.3): two regions per image, the target "
+            "**Foreground against background** (Sobol-SBSA Sec. 3.3): two regions per image, the "
+            "target "
             "object and the rest. `shapes-cnn-spurious` was trained where the background "
             "colour follows the class, so it should rely more on the background: its S_T("
             f"foreground) − S_T(background) is {spurious['total_order_difference']:.2f} "
@@ -219,7 +221,7 @@ def build_regions_section(ctx: Any) -> Section:
         ),
         Figure(fg_fig, caption="Foreground minus background S_T per model.", name="regions-fgbg"),
         Text(
-            f"**Which method ranks regions best?** (seed Figs. 2-3.) On the {k} images, the "
+            f"**Which method ranks regions best?** (Sobol-SBSA Figs. 2-3.) On the {k} images, the "
             "cells ranked highest and lowest by each method are set to the "
             "mean colour (20% of the cells each) and the drop of the target logit measured; "
             "sensitivity-n correlates the sum of a method's scores over random cell subsets "
@@ -238,8 +240,14 @@ def build_regions_section(ctx: Any) -> Section:
             rows,
             float_format=".3f",
         ),
-        Figure(slope_fig, caption="Top/bottom-20% masking (seed Fig. 2).", name="regions-mask"),
-        Figure(sens_fig, caption="Sensitivity-n (seed Fig. 3).", name="regions-sens-n"),
+        Figure(
+            slope_fig,
+            caption="Top/bottom-20% masking (Sobol-SBSA Fig. 2).",
+            name="regions-mask",
+        ),
+        Figure(
+            sens_fig, caption="Sensitivity-n (Sobol-SBSA Fig. 3).", name="regions-sens-n"
+        ),
     ]
     return Section("Sobol region attribution", blocks, summary=summary, show_summary=False)
 

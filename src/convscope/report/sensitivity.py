@@ -1,4 +1,4 @@
-"""Demo section of activation sensitivity to augmentations (seed 000) on ``shapes-cnn``.
+"""Demo section of activation sensitivity to augmentations (Kharyuk et al.) on ``shapes-cnn``.
 
 Every activation of the four ReLU checkpoints and the classifier's probabilities is decomposed
 over the augmentations of set A2 (brightness, contrast, saturation, hue, horizontal flip,
@@ -112,16 +112,17 @@ def build_sensitivity_section(ctx: Any) -> Section:
     }  # fmt: skip
     blocks = [
         Text(
-            "**Sensitivity of every activation to simultaneous augmentations** (Kharyuk et "
-            "al., seed 000). Each design row picks the parameters of the seven augmentations "
-            "of set A2, their order (one of 7! = 5040) and an image (its class and position "
-            "within the class); the augmented image is min-max rescaled per channel, as the "
-            "authors do, and every activation of the four ReLU layers and the classifier's "
-            "probabilities is recorded. Sobol' first-order and total indices of each of the "
-            f"{len(res.variables)} variables are streamed over N(G+2) = {res.n_evaluations} "
-            f"model evaluations (N = {cfg['n']}) in {seconds:.0f} s, without storing any "
-            "activation. A channel is *colour* when brightness, contrast, saturation and hue "
-            "together carry more of its mean total index than flip and rotation."
+            "**Sensitivity of every activation to simultaneous augmentations** (Kharyuk, "
+            "Matveev and Oseledets). Each design row picks the parameters of the seven "
+            "augmentations of set A2, their order (one of 7! = 5040) and an image (its class "
+            "and position within the class); the augmented image is min-max rescaled per "
+            "channel, as the authors do, and every activation of the four ReLU layers and the "
+            "classifier's probabilities is recorded. Sobol' first-order and total indices of "
+            f"each of the {len(res.variables)} variables are streamed over N(G+2) = "
+            f"{res.n_evaluations} model evaluations (N = {cfg['n']}) in {seconds:.0f} s, "
+            "without storing any activation. A channel is *colour* when brightness, contrast, "
+            "saturation and hue together carry more of its mean total index than flip and "
+            "rotation."
         ),
         Table(
             [
@@ -151,7 +152,7 @@ def build_sensitivity_section(ctx: Any) -> Section:
     ]
     blocks += [
         Text(
-            "**Single augmentations** (the seed's Table 1): top-1 and top-5 accuracy of "
+            "**Single augmentations** (the paper's Table 1): top-1 and top-5 accuracy of "
             f"shapes-cnn on the {len(world)} images, original and under each augmentation "
             "alone (three parameter draws each). Every entry, the original included, is "
             "min-max rescaled per channel as in the authors' pipeline; shapes-cnn was trained "
@@ -165,12 +166,12 @@ def build_sensitivity_section(ctx: Any) -> Section:
             name="sensitivity-table1",
         ),
         Text(
-            "**Guided masking** (the seed's Fig. 4): the four ReLU layers are masked by the "
+            "**Guided masking** (the paper's Fig. 4): the four ReLU layers are masked by the "
             "first-order maps of each variable under the 17 configurations (raw, inverted, "
             "and the top (1 − q) scaled by α), on the original images and on each single "
             f"augmentation ({k} images, one draw). Each cell is the Spearman correlation over "
             "the 17 configurations between the accuracy on the augmented images and on the "
-            "original ones; the seed expects lower values on the diagonal (maps specific to "
+            "original ones; the paper expects lower values on the diagonal (maps specific to "
             f"their augmentation). Here the diagonal mean is "
             f"{summary['masking']['diagonal_mean']:.2f} against "
             f"{summary['masking']['off_diagonal_mean']:.2f} off the diagonal."

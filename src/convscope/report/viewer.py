@@ -1,4 +1,4 @@
-"""Demo section of interactive similarity overlays (seed 003 ch. 6) on ``shapes-cnn``.
+"""Demo section of interactive similarity overlays (Fong 2020, ch. 6) on ``shapes-cnn``.
 
 One image of each class of the shapes world at three depths of ``shapes-cnn`` (32×32, 16×16
 and 8×8 grids), with NMF components (k = 4, the article's default) at the deepest layer and

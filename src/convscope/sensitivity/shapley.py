@@ -54,8 +54,8 @@ Three estimators:
   an unbiased variance estimate. No double loop; cost :math:`N (d + 1)`.
 
 Groups: the permutation methods always play the game over the d variables and report, for
-each group, the sum of its members' effects (the seed code's convention, which keeps the
-double-loop cost per variable). ``"exact"`` plays the game over the groups directly, each
+each group, the sum of its members' effects (the convention of Kharyuk et al.'s code, which
+keeps the double-loop cost per variable). ``"exact"`` plays the game over the groups directly, each
 group one player (Owen's group Shapley effect, at a 2^k instead of 2^d cost). With
 independent inputs, the Shapley effect splits every ANOVA term :math:`V_w` equally among
 the players it involves (Owen 2014), so the member sum gives a group G the share
@@ -138,7 +138,7 @@ class ShapleyResult(Result):
     level : float
         Confidence level of ``intervals``.
     seed : int or None
-        The seed (None when a generator object was passed).
+        The random seed (None when a generator object was passed).
     """
 
     values: torch.Tensor
@@ -232,7 +232,7 @@ def _decode_permutations(codes: torch.Tensor, d: int) -> torch.Tensor:
 def _draw_permutations(n_perm: int, d: int, gen: torch.Generator) -> torch.Tensor:
     total = math.factorial(d)
     if total <= _ENUMERATE_LIMIT and n_perm <= total:
-        # Without replacement (as the seed code does): with n_perm = d! every permutation is
+        # Without replacement (as Kharyuk et al.'s code does): with n_perm = d! every permutation is
         # used once and the permutation average is the exact Shapley sum of the estimated costs.
         codes = torch.randperm(total, generator=gen)[:n_perm]
         return _decode_permutations(codes, d)

@@ -1,4 +1,4 @@
-"""Interactive similarity overlays (Fong, Mordvintsev, Vedaldi, Olah, VISxAI 2021; seed 003 ch. 6).
+"""Interactive similarity overlays (Fong, Mordvintsev, Vedaldi & Olah 2021; Fong 2020, ch. 6).
 
 Pointing at a location of one image shows, on every image, the cosine similarity of a layer's
 activation vector there to the vector at every location:

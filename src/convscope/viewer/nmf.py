@@ -18,7 +18,7 @@ scikit-learn's ``NMF`` with its default initialisation and solver; so do we
 (:class:`sklearn.decomposition.NMF`, Frobenius loss, coordinate descent, ``init=None``), with
 ``random_state=seed``.
 
-Choices the thesis leaves open (spec §5 item 25):
+Choices the thesis leaves open (it names no NMF solver, colouring or normalisation):
 
 * no normalisation of the activations before the factorisation (raw post-ReLU values);
 * each component's weights are rescaled to a maximum of 1 over all locations, and the
@@ -41,6 +41,7 @@ from torch import Tensor
 from convscope.core.errors import InputError
 from convscope.core.results import Result
 from convscope.core.seeding import _as_int
+from convscope.core.validation import positive_int
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,8 +73,7 @@ def component_colors(k: int) -> np.ndarray:
     Up to 10 components use a fixed qualitative palette (the first seven are the colour-blind
     safe Okabe-Ito colours); beyond that, ``k`` evenly spaced hues (saturation 0.75, value 0.9).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive int, got {k!r}.")
+    k = positive_int(k, "k")
     if k <= len(_PALETTE):
         hexes = _PALETTE[:k]
         return np.array(
@@ -212,15 +212,13 @@ def nmf_components(
 
     matrix, (n, h, w, d) = _activation_matrix(activations)
     seed = _as_int(seed)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive int (4 in the article), got {k!r}.")
+    k = positive_int(k, "k", hint="The article uses 4.")
     if k > min(matrix.shape):
         raise InputError(
             f"k={k} components cannot be more than min(N·H·W, D) = min({matrix.shape[0]}, "
             f"{d}) = {min(matrix.shape)}; use a smaller k or more images."
         )
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise InputError(f"max_iter must be a positive int, got {max_iter!r}.")
+    max_iter = positive_int(max_iter, "max_iter")
     if negative not in ("error", "clip"):
         raise InputError(f"negative must be 'error' or 'clip', got {negative!r}.")
     if (matrix < 0).any():

@@ -50,8 +50,9 @@ from torch import Tensor, nn
 
 from convscope.core.batching import check_batch_size
 from convscope.core.errors import InputError
-from convscope.core.hooks import last_spatial_layer
+from convscope.core.hooks import default_layer
 from convscope.core.layers import resolve_layer
+from convscope.core.model_info import model_info
 from convscope.core.validation import check_images
 from convscope.data.io import to_uint8_hwc
 from convscope.models.evaluation import outputs as model_outputs
@@ -109,7 +110,7 @@ class OverlayOptions:
         ``"coolwarm"``; ``None`` picks gray, or coolwarm when similarities can be negative.
     normalization : {"fixed", "query"}
         ``"fixed"`` maps [0, 1] (or [-1, 1] when signed) to the colour map, the recommended
-        reading of the seed; ``"query"`` min–max normalises over the maps of each query.
+        reading of the paper; ``"query"`` min–max normalises over the maps of each query.
     upscale : {"nearest", "bilinear"}
         Nearest-neighbour (blocky, the original's ``image-rendering: pixelated``) or bilinear.
     multi_layer : bool or None
@@ -631,7 +632,7 @@ def _predicted_labels(model: nn.Module, images: Tensor, batch_size: int) -> list
     if logits.ndim != 2:
         return [None] * images.shape[0]
     probs = logits.float().softmax(dim=1).cpu()
-    info = getattr(model, "convscope_info", None)
+    info = model_info(model)
     names = list(info.class_names) if info is not None and info.class_names else None
     labels: list[str | None] = []
     for p in probs:
@@ -704,10 +705,10 @@ def similarity_overlay(
         Captions (file names; class names). ``labels="predicted"`` shows the model's top class
         and its probability; every caption is shown as text, never as HTML.
     eps : float, default 1e-4
-        The ε of the seed's cosine (its reference code's value).
+        The ε of the paper's cosine (its reference code's value).
     center : bool, default False
         Subtract each layer's mean vector (over all images and locations) first: centred
-        cosine, signed similarities in [-1, 1] shown with a diverging map. Not in the seed,
+        cosine, signed similarities in [-1, 1] shown with a diverging map. Not in the paper,
         which lists signed similarities as future work.
     nmf : int or None, default 4
         Number of NMF components (the article's 4) of all locations of all images at
@@ -753,10 +754,7 @@ def similarity_overlay(
     if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
         raise InputError(f"max_bytes must be a positive int or None, got {max_bytes!r}.")
     if layers is None:
-        info = getattr(model, "convscope_info", None)
-        default = getattr(info, "default_layer", None)
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        layers = [default] if default else [last_spatial_layer(model, size)]
+        layers = [default_layer(model, (int(images.shape[-2]), int(images.shape[-1])))]
     layer_list = [layers] if isinstance(layers, str) else list(layers)
     if not layer_list:
         raise InputError("layers is empty: pass at least one layer name.")

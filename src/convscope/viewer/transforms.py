@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from convscope.core.errors import InputError
 from convscope.core.results import Result
-from convscope.core.validation import check_images
+from convscope.core.validation import check_images, number, positive_int, positive_number
 from convscope.viewer.similarity import DEFAULT_EPS, layer_activations, normalized_features
 
 if TYPE_CHECKING:
@@ -73,18 +73,8 @@ DEFAULT_SCALES: tuple[float, ...] = tuple(2.0 ** (e / 4) for e in range(-4, 5))
 Kind = Literal["rotation", "scale"]
 
 
-def _check_number(value: Any, what: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputError(f"{what} must be a number, got {value!r}.")
-    v = float(value)
-    if not math.isfinite(v) or (positive and v <= 0):
-        kind = "a positive finite" if positive else "a finite"
-        raise InputError(f"{what} must be {kind} number, got {value!r}.")
-    return v
-
-
 def _check_fill(fill: float) -> float:
-    value = _check_number(fill, "fill")
+    value = number(fill, "fill")
     if not 0.0 <= value <= 1.0:
         raise InputError(f"fill is a pixel value and must be in [0, 1] (0 = black), got {fill!r}.")
     return value
@@ -123,7 +113,7 @@ def rotate_images(x: Tensor, angle_degrees: float, *, fill: float = 0.0) -> Tens
     Tensor
         ``N×3×H×W`` rotated images (``x`` cloned when the angle is 0).
     """
-    angle = _check_number(angle_degrees, "angle_degrees")
+    angle = number(angle_degrees, "angle_degrees")
     fill = _check_fill(fill)
     check_images(x)
     if angle == 0.0:
@@ -160,7 +150,7 @@ def scale_images(x: Tensor, scale: float, *, fill: float = 0.0) -> Tensor:
     Tensor
         ``N×3×H×W`` images (``x`` cloned when ``scale == 1``).
     """
-    s = _check_number(scale, "scale", positive=True)
+    s = positive_number(scale, "scale")
     fill = _check_fill(fill)
     check_images(x)
     if s == 1.0:
@@ -171,8 +161,7 @@ def scale_images(x: Tensor, scale: float, *, fill: float = 0.0) -> Tensor:
 
 def _check_grid(height: int, width: int) -> None:
     for value, what in ((height, "height"), (width, "width")):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"{what} must be a positive int (grid cells), got {value!r}.")
+        positive_int(value, what, hint="It counts grid cells.")
 
 
 def _round_from_center(p: np.ndarray, center: float) -> np.ndarray:
@@ -217,7 +206,7 @@ def rotation_correspondence(height: int, width: int, angle_degrees: float) -> np
         ``h×w×2`` int64 ``(row, col)`` of the target cell, ``(-1, -1)`` where it falls outside.
     """
     _check_grid(height, width)
-    rad = math.radians(_check_number(angle_degrees, "angle_degrees"))
+    rad = math.radians(number(angle_degrees, "angle_degrees"))
     dr, dc, cr, cc = _grid_offsets(height, width)
     cos, sin = math.cos(rad), math.sin(rad)
     return _round_inside(cr + dr * cos - dc * sin, cc + dc * cos + dr * sin, height, width)
@@ -235,7 +224,7 @@ def scale_correspondence(height: int, width: int, scale: float) -> np.ndarray:
         ``h×w×2`` int64 ``(row, col)`` of the target cell, ``(-1, -1)`` where it falls outside.
     """
     _check_grid(height, width)
-    s = _check_number(scale, "scale", positive=True)
+    s = positive_number(scale, "scale")
     dr, dc, cr, cc = _grid_offsets(height, width)
     return _round_inside(cr + s * dr, cc + s * dc, height, width)
 

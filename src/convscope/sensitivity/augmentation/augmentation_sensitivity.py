@@ -1,4 +1,4 @@
-r"""Sensitivity of every internal activation to simultaneous image augmentations (seed 000).
+r"""Sensitivity of every internal activation to simultaneous image augmentations.
 
 Kharyuk, Matveev & Oseledets treat every scalar activation :math:`a_{c,h,w}` of chosen
 *checkpoints* (module outputs) as a function of *SA variables*: one grouped variable per
@@ -7,7 +7,7 @@ augmentation (its inner parameters), plus the **class** the image is drawn from,
 augmentations are applied. The variance of each activation is decomposed per variable, which
 gives *sensitivity maps* shaped like the checkpoint's output, one per variable.
 
-Two input models (spec §1.2):
+Two input models (Kharyuk et al., Sec. 2.4.1):
 
 * **Sobol scheme** (``method="sobol"``): all variables independent; every parameterised
   augmentation is always applied, a parameter-free one (sharpness, grayscale, flip) is switched
@@ -19,10 +19,11 @@ Two input models (spec §1.2):
   on with probability ``p_apply`` (iff :math:`u \ge 1 - p`), its parameters drawn from their
   marginals. Shapley effects by the Song-Nelson-Staum random-permutation estimator with the
   total-variance cost :math:`c_T(J) = \mathbb E[\operatorname{Var}(f \mid x_{-J})]` over the
-  **raw** variables, summed per group, clipped at 0 and normalised by their sum, as the authors
-  did (spec §1.6, §5.2-5.3). Cost: ``n_perm · d_raw · n_outer · n_inner`` evaluations.
+  **raw** variables, summed per group, clipped at 0 and normalised by their sum, as the authors'
+  code does (Sec. 2.3 of the paper leaves grouping and normalisation open). Cost:
+  ``n_perm · d_raw · n_outer · n_inner`` evaluations.
 
-**The image of a design row is a deterministic function of the row** (spec §5.12): the class
+**The image of a design row is a deterministic function of the row** (our choice): the class
 group holds two columns, the class :math:`c = \lfloor u_c C \rfloor` and a within-class
 position :math:`u_i`, and the image is the :math:`\lfloor u_i n_{c,p} \rfloor`-th image of
 class :math:`c` in partition :math:`p` (in input order). Rows that share the class group
@@ -31,15 +32,15 @@ a fresh random image of the class at every evaluation, which adds within-class v
 every difference :math:`f(A) - f(A_B^{(j)})`.
 
 Images are augmented (in the row's order), rescaled per image and channel to [0, 1] by
-min-max (``rescale="minmax"``, the authors' code; spec §5.13) and fed to the model, which
+min-max (``rescale="minmax"``, the authors' code; the paper is silent) and fed to the model, which
 carries its own normalisation. Activations are recorded with forward hooks in one pass for all
 checkpoints and streamed into accumulators: memory O(activations × variables), never the
 activations of all samples. Runs resume from ``resume=`` after an interruption and shard over
 ``torch.distributed`` processes (blocks of design rows or permutations split by rank, states
 merged at the end).
 
-Reference: V. Kharyuk, S. Matveev, I. Oseledets, "Exploring specialization and sensitivity of
-convolutional neural networks in the context of simultaneous image augmentations" (seed 000);
+Reference: P. Kharyuk, S. Matveev, I. Oseledets, "Exploring specialization and sensitivity of
+convolutional neural networks in the context of simultaneous image augmentations";
 E. Song, B. L. Nelson, J. Staum, SIAM/ASA JUQ 4 (2016); A. Saltelli et al., CPC 181 (2010).
 """
 
@@ -335,7 +336,7 @@ class AugmentationSensitivityResult(Result):
         return {k: v.clamp(0, 1) if clip else v for k, v in value.items()}
 
     def coefficient_of_variation(self, checkpoint: str, *, log: bool = True) -> Tensor:
-        """``log10(1 + CoV)`` (or CoV) with CoV = sqrt(var) / (|mean| + 1e-5) (spec §1.7)."""
+        """``log10(1 + CoV)`` (or CoV) with CoV = sqrt(var) / (|mean| + 1e-5) (paper Sec. 3.1.1)."""
         from convscope.sensitivity.augmentation.analysis import coefficient_of_variation
 
         if checkpoint not in self.checkpoints:
@@ -567,7 +568,7 @@ def augmentation_sensitivity(
     checkpoints: Sequence[str] | str | None = None,
 ) -> AugmentationSensitivityResult:
     r"""Sobol' indices or Shapley effects of every activation of ``checkpoints`` with respect to
-    simultaneous augmentations, class, partition and augmentation order (seed 000).
+    simultaneous augmentations, class, partition and augmentation order (Kharyuk et al.).
 
     Parameters
     ----------

@@ -47,7 +47,7 @@ A2 ``elliptic_local_blur``    Gaussian blur inside an ellipse: angle :math:`U_C(
 ============================  ====================================================================
 
 Augmented images are rescaled per image and channel to :math:`[0, 1]` before the model
-(:func:`minmax_rescale`, the reference pipeline's step; spec §1.4, §5.13).
+(:func:`minmax_rescale`, the reference pipeline's step; the paper is silent).
 
 Every augmentation works on float m×3×H×W batches in [0, 1] on any device, with one parameter
 row per image (:meth:`Augmentation.apply`); :func:`compose` applies a set in a per-image order
@@ -351,7 +351,7 @@ class Erasing(Augmentation):
     :math:`h = \mathrm{round}(\sqrt{HWs\,r})` rows, :math:`w = \mathrm{round}(\sqrt{HWs/r})`
     columns, top-left :math:`(\max(0, c_y - \lfloor h/2\rfloor), \max(0, c_x - \lfloor w/2
     \rfloor))`. As in the reference code, the image is left **unchanged** when the rectangle
-    does not fit, i.e. when top + h ≥ H or left + w ≥ W (spec §5.11: the erasing distribution
+    does not fit, i.e. when top + h ≥ H or left + w ≥ W (so the erasing distribution
     is truncated). The reference's ``erase`` names the row centre ``center_x`` but draws it from
     the height range, so row/column roles agree with the names used here.
 
@@ -864,7 +864,7 @@ def minmax_rescale(x: Tensor, eps: float = 1e-6) -> Tensor:
 
     :math:`y = x - \min x`, then :math:`y / \max y` where :math:`\max y \ge \varepsilon`; a
     channel with a range below :math:`\varepsilon` is only shifted (so a constant channel
-    becomes 0), exactly as the reference ``img_normalize`` (spec §1.4, §5.13).
+    becomes 0), exactly as the reference ``img_normalize`` (the paper is silent).
 
     Parameters
     ----------
@@ -887,7 +887,7 @@ def rgb_to_hsv(x: Tensor, eps: float = 1e-20) -> Tensor:
     :math:`\Delta = \max - \min > 0` the hexcone hue :math:`H = \frac{1}{6}((g - b)/\Delta \bmod
     6)` if :math:`\max = r`, :math:`\frac{1}{6}((b - r)/\Delta + 2)` if :math:`\max = g`,
     :math:`\frac{1}{6}((r - g)/\Delta + 4)` otherwise; H = 0 on grey pixels (``colorsys``'s
-    convention). The reference code (spec §1.13) computes the same hue from the arg-min
+    convention). The reference code (series 3) computes the same hue from the arg-min
     channel with :math:`\Delta + \varepsilon`, which leaves grey pixels at an arbitrary hue and
     black pixels at S = 1; here they get H = S = 0.
 

@@ -1,11 +1,11 @@
-r"""The seed's series-2 experiments from a sensitivity result: guided masking and prediction bias.
+r"""Kharyuk et al.'s series-2 experiments from a sensitivity result: masking, prediction bias.
 
-* :func:`guided_masking` — the masked-prediction experiment (spec §1.11): the original images
-  and each single augmentation (``n_draws`` parameter draws for parameterised ones) are
-  classified with every convolutional checkpoint masked at once by the sensitivity maps of
+* :func:`guided_masking` — the masked-prediction experiment (paper Sec. 2.5.2): the original
+  images and each single augmentation (``n_draws`` parameter draws for parameterised ones)
+  are classified with every convolutional checkpoint masked at once by the sensitivity maps of
   each SA variable, under the 17 mask configurations. ``masking_spearman_matrix`` of the
   returned predictions is the Fig. 4 matrix.
-* :func:`prediction_bias` — single-class sensitivity (spec §1.12): for each augmentation
+* :func:`prediction_bias` — single-class sensitivity (paper Sec. 3.2.2): for each augmentation
   :math:`s`, the top-k classes of the classifier's sensitivity map of :math:`s`; the mean
   Jaccard index between them and the top-k predictions of inputs augmented by :math:`s` and
   masked by the maps of :math:`s`, per configuration; flagged above the IQR threshold
@@ -60,7 +60,7 @@ def guided_masking(
     seed: int = 0,
     progress: bool | None = None,
 ) -> MaskedPredictionResult:
-    """Masked predictions of the original and singly augmented images (seed §1.11).
+    """Masked predictions of the original and singly augmented images (Kharyuk et al., Sec. 2.5.2).
 
     Parameters
     ----------
@@ -144,7 +144,7 @@ def prediction_bias(
     measure: str = "first_order",
     significant_digits: int | None = None,
 ) -> PredictionBiasResult:
-    """Prediction bias towards the sensitive classes under guided masking (seed §1.12).
+    """Prediction bias towards the sensitive classes under guided masking (paper Sec. 3.2.2).
 
     Parameters
     ----------

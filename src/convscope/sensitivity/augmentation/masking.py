@@ -16,7 +16,8 @@ during inference. For an SA variable :math:`s` and a checkpoint with activation 
 
   so the top :math:`(1 - q)` fraction of activations by sensitivity is zeroed
   (:math:`\alpha = 0`), damped (:math:`\alpha = 0.5`) or amplified (:math:`\alpha = 1.5`).
-  The *activation* is scaled; the *sensitivity* decides membership (spec §5.5).
+  The *activation* is scaled; the *sensitivity* decides membership (the authors'
+  code; the paper's Sec. 2.5.2 is ambiguous).
 
 The masks are broadcast over the batch, and all masked checkpoints are edited at once in one
 forward pass (the reference code's behaviour; per-checkpoint masking is unspecified in the

@@ -1,7 +1,7 @@
 r"""Standalone network segments fed single HSV channels (the paper's third series).
 
 Kharyuk, Matveev & Oseledets cut the network between neighbouring checkpoints and analyse each
-piece on its own (spec §1.13): a *segment* :math:`s = m_j \circ \dots \circ m_i` of
+piece on its own (paper Sec. 2.5.3): a *segment* :math:`s = m_j \circ \dots \circ m_i` of
 consecutive modules receives, instead of the activations of the preceding layers, one HSV
 channel of the image repeated over the :math:`c_\text{in}` input channels of its first
 convolution,

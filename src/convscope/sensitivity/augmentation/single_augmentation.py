@@ -1,16 +1,17 @@
 r"""Single augmentations: the inputs of the masking experiment and the Table 1 baseline.
 
 Kharyuk, Matveev & Oseledets measure how a classifier copes with each augmentation of their
-sets A1 and A2 **applied alone** (paper Table 1, spec §1.14), and feed the same inputs to the
-guided-masking experiment (spec §1.11): the original validation images :math:`x_n` and, for
+sets A1 and A2 **applied alone** (paper Table 1), and feed the same inputs to the
+guided-masking experiment (paper Sec. 2.5.2): the original validation images :math:`x_n` and, for
 every augmentation :math:`g_a`, the images :math:`g_a(x_n; \theta_{a,n,d})`. A parameterised
 augmentation is drawn :math:`D = 3` times per image (:math:`d = 0, \dots, D - 1`), with
 independent inner parameters :math:`\theta_{a,n,d} \sim p(\theta_a)` from the marginals of
-spec §1.3; a parameter-free one (sharpness, grayscale, flip) has a single outcome.
+the paper's Appendix Table 1; a parameter-free one (sharpness, grayscale, flip) has a single
+outcome.
 
 Every image then goes through the reference pipeline's per-image, per-channel min-max rescale
-(:func:`~convscope.sensitivity.augmentation.augmentations.minmax_rescale`, spec §1.4 and
-§5.13) — the
+(:func:`~convscope.sensitivity.augmentation.augmentations.minmax_rescale`; the paper
+is silent on it) — the
 original images too, so that all entries see the same pre-processing (``rescale=None`` skips
 it). The top-:math:`k` accuracy of an entry is
 

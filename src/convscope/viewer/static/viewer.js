@@ -6,7 +6,7 @@
  * every image, the cosine similarity s = u_ij . v_uv / ((|u_ij| + eps)(|v_uv| + eps)).
  *
  * The payload ships each activation vector already divided by (|u| + eps) (float16), so one
- * dot product per location is the seed's eps-cosine exactly: a hover costs O(N.H.W.D)
+ * dot product per location is the paper's eps-cosine exactly: a hover costs O(N.H.W.D)
  * multiply-adds in the browser instead of the original's O(N^2 H^2 W^2) precomputed sprites.
  * Maps are coloured through 256-entry lookup tables and drawn as an h x w bitmap scaled to the
  * tile (nearest neighbour as in the original, or bilinear), under a CSS opacity (0.7 default).

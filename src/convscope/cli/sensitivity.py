@@ -138,7 +138,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out} is a file; pass a folder (it is created if needed).")
     args.out.mkdir(parents=True, exist_ok=True)
     result = augmentation_sensitivity(
-        model, images, labels, names_ck, augmentations=augs, method=args.method, n=args.n,
+        model, images, labels, layers=names_ck, augmentations=augs, method=args.method, n=args.n,
         n_outer=args.n_outer, n_inner=args.n_inner,
         softmax=[c for c in args.softmax.split(",") if c], seed=args.seed,
         batch_size=args.batch_size, resume=args.out / "state",

@@ -189,7 +189,7 @@ def region_baseline(
     if space not in ("normalized", "pixel"):
         raise InputError(f"space must be 'normalized' or 'pixel', got {space!r}.")
     if perturbation == "scale":
-        mean = normalization_mean(model) if space == "normalized" else None
+        mean = normalization_mean(model, declared=False) if space == "normalized" else None
         if mean is None:
             return torch.zeros_like(x)
         return mean.to(device=x.device, dtype=x.dtype).expand_as(x).clone()

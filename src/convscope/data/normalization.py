@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 
-
 def _as_floats(values: Sequence[float] | Tensor, name: str) -> tuple[float, ...]:
     if isinstance(values, Tensor):
         if values.numel() == 0 or (values.ndim > 1 and values.squeeze().ndim > 1):
@@ -276,7 +275,7 @@ def with_normalization(
     return wrapped
 
 
-def normalization_mean(model: nn.Module | None) -> Tensor | None:
+def normalization_mean(model: nn.Module | None, *, declared: bool = True) -> Tensor | None:
     """The per-channel colour ``model`` maps to 0: its normalisation mean, or None.
 
     This is the "mean colour" every method pads or fills with (extremal and meaningful
@@ -287,6 +286,11 @@ def normalization_mean(model: nn.Module | None) -> Tensor | None:
     ----------
     model : torch.nn.Module or None
         Any model (None gives None).
+    declared : bool, default True
+        Fall back to the mean declared in ``convscope_info`` when the model has no
+        :class:`Normalize` module. The deletion/insertion substrate and region Sobol' pass
+        False: a model loaded with ``load_model(..., normalize=False)`` takes inputs that are
+        already normalised, so its zero is 0, not the declared mean.
 
     Returns
     -------
@@ -303,7 +307,7 @@ def normalization_mean(model: nn.Module | None) -> Tensor | None:
     for module in model.modules():
         if isinstance(module, Normalize):
             return module.mean.detach().reshape(1, -1, 1, 1)
-    info = model_info(model)
+    info = model_info(model) if declared else None
     if info is not None and info.mean:
         return torch.tensor(info.mean, dtype=torch.float64).view(1, -1, 1, 1)
     return None

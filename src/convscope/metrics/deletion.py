@@ -155,7 +155,7 @@ def _substrate(spec: Substrate, x: torch.Tensor, model: nn.Module) -> torch.Tens
             )
         if spec == "zero":
             return torch.zeros_like(x)
-        mean = normalization_mean(model)
+        mean = normalization_mean(model, declared=False)
         fill = torch.zeros(1, x.shape[1], 1, 1) if mean is None else mean
         if fill.shape[1] != x.shape[1]:
             raise InputError(

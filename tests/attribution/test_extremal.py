@@ -8,6 +8,7 @@ Rows (image × area) are independent problems, so a batched run must equal separ
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -516,3 +517,15 @@ def test_checkpoint_keeps_finished_groups_across_an_interruption(
     # A checkpoint of another run is refused.
     with pytest.raises(InputError, match="different run"):
         extremal_perturbation(tiny_cnn, x.flip(3), 1, (0.1, 0.3), resume=path, **opts)
+
+
+def test_resume_with_a_changed_model_is_refused(tiny_cnn: nn.Module, tmp_path: Path) -> None:
+    # The fingerprint covers the model's whole state_dict, not only the images and settings.
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    opts: dict[str, Any] = {"max_iter": 2, "step": 2, "sigma": 2.0, "progress": False}
+    extremal_perturbation(tiny_cnn, x, 1, (0.1,), resume=tmp_path / "ep", **opts)
+    changed = copy.deepcopy(tiny_cnn)
+    with torch.no_grad():
+        list(changed.parameters())[-1].view(-1)[-1] += 1e-3
+    with pytest.raises(InputError, match="the model"):
+        extremal_perturbation(changed, x, 1, (0.1,), resume=tmp_path / "ep", **opts)

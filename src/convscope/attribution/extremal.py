@@ -57,10 +57,11 @@ from convscope.attribution.perturbation import (
     model_mean_colour,
 )
 from convscope.core.batching import check_batch_size
-from convscope.core.checkpoint import GroupCheckpoint, fingerprint
+from convscope.core.checkpoint import GroupCheckpoint
 from convscope.core.deprecation import removed_argument, renamed_argument
 from convscope.core.device import model_device, model_dtype
 from convscope.core.errors import InputError, TargetError
+from convscope.core.fingerprint import run_fingerprint
 from convscope.core.options import Options, merge_options
 from convscope.core.progress import progress_bar
 from convscope.core.results import Result
@@ -585,7 +586,9 @@ def extremal_perturbation(
         ticker = iter(bar)
         saved = None
         if resume is not None:
-            saved = GroupCheckpoint(resume, fingerprint(x, settings, area_list, n, k))
+            # the whole state_dict, every image, every setting (a resume cannot mix runs)
+            run = run_fingerprint(model, {"input": x}, {**settings, "areas": area_list})
+            saved = GroupCheckpoint(resume, run)
         for index, rows in enumerate(groups):
             if saved is not None and saved.has(index):
                 arrays = saved.get(index)

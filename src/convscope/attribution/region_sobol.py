@@ -526,7 +526,8 @@ def region_sobol(
     if resume is not None:
         index = tgt.index if isinstance(tgt.index, Tensor) else torch.tensor(tgt.index or 0)
         run = run_fingerprint(
-            model, {"images": x, "regions": labels, "baseline": base, "target": index},
+            model,
+            {"images": x, "regions": labels, "baseline": base, "target": index},
             {**settings, "target": "index" if tgt.function is None else "callable"},
         )
         saved = GroupCheckpoint(resume, run)

@@ -34,9 +34,6 @@ def _is_array_dict(value: Any) -> bool:
     return isinstance(value, dict) and bool(value) and all(_is_array(v) for v in value.values())
 
 
-_paths = persist.pair_paths
-
-
 @dataclasses.dataclass
 class Result:
     """Base result: subclasses are dataclasses whose array fields are tensors or arrays.
@@ -46,7 +43,6 @@ class Result:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path.npz`` (arrays) and ``path.json`` (settings); return the npz path."""
-        npz_path, _ = _paths(path)
         arrays: dict[str, np.ndarray] = {}
         meta: dict[str, Any] = {}
         kinds: dict[str, str] = {}
@@ -74,12 +70,12 @@ class Result:
             "kinds": kinds,
             "fields": meta,
         }
-        return persist.write(npz_path, arrays, header, compress=True)
+        return persist.write(path, arrays, header, compress=True)
 
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
         """Read a result written by :meth:`save` (no pickle is ever loaded)."""
-        _, json_path = _paths(path)
+        _, json_path = persist.pair_paths(path)
         arrays, header = persist.read(path, what=cls.__name__)
         if header.get("result_type") != cls.__name__:
             raise ResultFormatError(

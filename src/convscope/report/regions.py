@@ -245,9 +245,7 @@ def build_regions_section(ctx: Any) -> Section:
             caption="Top/bottom-20% masking (Sobol-SBSA Fig. 2).",
             name="regions-mask",
         ),
-        Figure(
-            sens_fig, caption="Sensitivity-n (Sobol-SBSA Fig. 3).", name="regions-sens-n"
-        ),
+        Figure(sens_fig, caption="Sensitivity-n (Sobol-SBSA Fig. 3).", name="regions-sens-n"),
     ]
     return Section("Sobol region attribution", blocks, summary=summary, show_summary=False)
 

@@ -471,7 +471,7 @@ class _ShapleySums:
 
 def _run_sobol(
     ev: _Evaluator, problem: AugmentationProblem, n: int, *, second_order: bool, seed: int,
-    resume: str | Path | None, run: RunFingerprint, progress: bool | None,
+    resume: str | Path | None, run: RunFingerprint | None, progress: bool | None,
 ) -> tuple[SobolAccumulator, int]:  # fmt: skip
     design = pick_freeze_design(
         problem.n_raw, n, groups=problem.groups, second_order=second_order, method="sobol",
@@ -493,7 +493,7 @@ def _run_sobol(
 
 def _run_shapley(
     ev: _Evaluator, problem: AugmentationProblem, n_perm: int, n_outer: int, n_inner: int, *,
-    seed: int, resume: str | Path | None, run: RunFingerprint, progress: bool | None,
+    seed: int, resume: str | Path | None, run: RunFingerprint | None, progress: bool | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:  # fmt: skip
     d = problem.n_raw
     probe_rows = ev(torch.full((1, d), 0.5, dtype=torch.float64, device=ev.device))
@@ -669,8 +669,9 @@ def augmentation_sensitivity(
         "n_images": int(x.shape[0]), "n_classes": source.n_classes,
         "n_partitions": source.n_partitions,
     }  # fmt: skip
-    # the whole state_dict, every image and label, every setting (a resume cannot mix runs)
-    run = run_fingerprint(
+    # the whole state_dict, every image and label, every setting (a resume cannot mix runs);
+    # hashed only when there is a resume file to check
+    run = None if resume is None else run_fingerprint(
         model, {"images": x, "labels": lab, "partition": None if partition is None
                 else torch.as_tensor(partition)}, {**settings, "layers": names},
     )  # fmt: skip
